@@ -1,0 +1,144 @@
+"""VFIMamba: the whole network (backbone -> coarse flow heads -> local IFBlocks -> U-Net refiner).
+
+Attribute names (feature_bone, block, local_block, unet) are those of the official state dict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbone import SS2D, FeatureExtractor
+from .flow import Head, IFBlock
+from .refine import Unet
+from .warp import warp
+
+
+@dataclass(frozen=True)
+class Config:
+    F: int = 16
+    depths: tuple = (2, 2, 2, 3, 3)
+    local_num: int = 2
+
+    @property
+    def dims(self):
+        return tuple(self.F * 2 ** i for i in range(len(self.depths)))
+
+    @property
+    def name(self):
+        return {16: "VFIMamba_S", 32: "VFIMamba"}.get(self.F, f"VFIMamba_F{self.F}")
+
+
+def _resize(x, factor):
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
+class VFIMambaNet(nn.Module):
+    def __init__(self, cfg: Config = Config()):
+        super().__init__()
+        self.cfg = cfg
+        dims, n = cfg.dims, len(cfg.depths)
+        self.feature_bone = FeatureExtractor(dims, cfg.depths, conv_stages=3)
+        # Coarse heads from the deepest features: stride 16 then 8. The first sees img0, img1, t (7
+        # channels); later ones add both warped images, the mask logit and the current flow (18).
+        scales = [4 * 2 ** i for i in range(n - 2)]  # [4, 8, 16]
+        self.flow_num_stage = n - 3
+        self.block = nn.ModuleList(
+            Head(dims[-1 - i], scales[-1 - i], 4 * cfg.F, 7 if i == 0 else 18) for i in range(self.flow_num_stage))
+        self.local_block = nn.ModuleList(IFBlock(17, 4 * cfg.F, scale=2 - i) for i in range(cfg.local_num))
+        self.unet = Unet(2 * cfg.F)
+
+    def set_scan_backend(self, backend: str):
+        for m in self.modules():
+            if isinstance(m, SS2D):
+                m.scan_backend = backend
+
+    @staticmethod
+    def _pairs(feats, repeats):
+        """Split [frame0 features; frame1 features] and repeat each pair `repeats` times (one per timestep)."""
+        out0, out1 = [], []
+        for f in feats:
+            p = f.shape[0] // 2
+            f0, f1 = f[:p], f[p:]
+            if repeats > 1:
+                f0, f1 = f0.repeat_interleave(repeats, 0), f1.repeat_interleave(repeats, 0)
+            out0.append(f0)
+            out1.append(f1)
+        return out0, out1
+
+    @staticmethod
+    def _warp_features(f0s, f1s, flow):
+        c0, c1 = [], []
+        for f0, f1 in zip(f0s, f1s):
+            c0.append(warp(f0, flow[:, 0:2]))
+            c1.append(warp(f1, flow[:, 2:4]))
+            flow = F.interpolate(flow, scale_factor=0.5, mode="bilinear", align_corners=False,
+                                 recompute_scale_factor=False) * 0.5
+        return c0, c1
+
+    def forward(self, imgs, timestep=0.5, scale=0.0, local=True, repeats=1):
+        """imgs (P, 6, H, W): frame0 and frame1 (BGR, [0,1]) stacked on channels.
+
+        timestep: a float, or a tensor with P * repeats entries. With repeats > 1 every pair is
+        evaluated at `repeats` timesteps (output pair-major) while the backbone runs once per pair.
+        scale > 0 estimates the coarse flow on frames resized by `scale` (for 2K/4K), as officially.
+        Returns (flows, masks, merged, pred) like the official forward: with local=True the lists hold
+        the local stages only; masks are after the sigmoid.
+        """
+        x_full = imgs
+        if scale > 0:
+            imgs = _resize(imgs, scale)
+        feats = self.feature_bone(imgs[:, :3], imgs[:, 3:6])
+        if repeats > 1:
+            imgs = imgs.repeat_interleave(repeats, 0)
+            x_full = x_full.repeat_interleave(repeats, 0)
+        img0, img1 = imgs[:, :3], imgs[:, 3:6]
+        f0s, f1s = self._pairs(feats, repeats)
+        t = torch.as_tensor(timestep, dtype=imgs.dtype, device=imgs.device).reshape(-1, 1, 1, 1)
+        t = torch.ones_like(img0[:, :1]) * t
+
+        flows, masks, merged = [], [], []
+        flow = mask = None
+        warped0, warped1 = img0, img1
+        for i in range(self.flow_num_stage):
+            feat = torch.cat([f0s[-1 - i], f1s[-1 - i]], 1)
+            if flow is None:
+                flow, mask = self.block[i](feat, torch.cat([img0, img1, t], 1))
+            else:
+                flow_d, mask_d = self.block[i](feat, torch.cat([img0, img1, warped0, warped1, mask, t], 1), flow)
+                flow, mask = flow + flow_d, mask + mask_d
+            m = torch.sigmoid(mask)
+            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+            flows.append(flow)
+            masks.append(m)
+            merged.append(warped0 * m + warped1 * (1 - m))
+
+        if scale > 0:
+            # Back to full resolution: new backbone features, flow and mask upsampled.
+            img0, img1 = x_full[:, :3], x_full[:, 3:6]
+            feats = self.feature_bone(img0[::repeats], img1[::repeats])
+            f0s, f1s = self._pairs(feats, repeats)
+            up = img0.shape[3] / flow.shape[3]
+            flow = _resize(flow, up) * up
+            mask = _resize(mask, up)
+            m = torch.sigmoid(mask)
+            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+            merged.append(warped0 * m + warped1 * (1 - m))
+
+        if local:
+            flows, masks, merged = [], [], []
+            for blk in self.local_block:
+                flow_d, mask_d = blk(torch.cat([img0, img1, warped0, warped1, mask], 1), flow)
+                flow, mask = flow + flow_d, mask + mask_d
+                m = torch.sigmoid(mask)
+                warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+                flows.append(flow)
+                masks.append(m)
+                merged.append(warped0 * m + warped1 * (1 - m))
+
+        c0, c1 = self._warp_features(f0s, f1s, flow)
+        res = self.unet(img0, img1, warped0, warped1, mask, flow, c0, c1)[:, :3] * 2 - 1
+        pred = torch.clamp(merged[-1] + res, 0, 1)
+        return flows, masks, merged, pred
