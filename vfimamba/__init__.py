@@ -1,0 +1,71 @@
+"""VFIMamba (NeurIPS 2024, MCG-NJU/VFIMamba) video frame interpolation: a clean-room PyTorch port
+that loads the official checkpoints and needs no CUDA extension.
+
+    import vfimamba
+    interp = vfimamba.load()                  # ckpt/VFIMamba.pkl, else ckpt/VFIMamba_S.pkl
+    mids = interp.interpolate(rgb0, rgb1, [0.25, 0.5, 0.75])
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from splice.models import ModelError
+
+from .checkpoint import load_net
+from .inference import VFIMambaInterpolator, normalise_scale
+from .model import Config, VFIMambaNet
+from .scan import available_backends, resolve_backend, selective_scan
+
+__all__ = ["load", "default_checkpoint", "VFIMambaInterpolator", "VFIMambaNet", "Config",
+           "selective_scan", "available_backends"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_URL = "https://huggingface.co/MCG-NJU/VFIMamba_ckpts/resolve/main"
+DOWNLOAD_HINT = (f"download it with: wget -P ckpt {_URL}/VFIMamba.pkl "
+                 f"(or the smaller VFIMamba_S: wget -P ckpt {_URL}/VFIMamba_S.pkl)")
+
+
+def default_checkpoint() -> str | None:
+    """ckpt/VFIMamba.pkl if present, else ckpt/VFIMamba_S.pkl, else None (relative to the repo root)."""
+    for name in ("VFIMamba.pkl", "VFIMamba_S.pkl"):
+        p = REPO_ROOT / "ckpt" / name
+        if p.is_file():
+            return str(p)
+    return None
+
+
+def load(ckpt_path: str | None = None, device: str = "cpu", tta: bool | None = None,
+         scale: float | None = None, scan_backend: str = "auto") -> VFIMambaInterpolator:
+    """Load an official checkpoint and wrap it as an Interpolator.
+
+    tta: None = the official demos' default (on for VFIMamba, off for VFIMamba_S).
+    scale: flow-estimation scale; None picks it from the frame size (0.5 for 2K, 0.25 for 4K).
+    scan_backend: "auto", "torch", "mamba_ssm" or "triton".
+    """
+    if ckpt_path is None:
+        ckpt_path = default_checkpoint()
+        if ckpt_path is None:
+            raise ModelError(f"no VFIMamba checkpoint in {REPO_ROOT / 'ckpt'}; {DOWNLOAD_HINT}")
+    if not Path(ckpt_path).is_file():
+        raise ModelError(f"VFIMamba checkpoint not found: {ckpt_path}; {DOWNLOAD_HINT}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device} requested but CUDA is not available")
+    try:
+        backend = resolve_backend(scan_backend, dev)
+        scale = None if scale is None else normalise_scale(scale)
+    except ValueError as e:
+        raise ModelError(str(e)) from None
+    net = load_net(ckpt_path, dev)
+    net.set_scan_backend(backend)
+    return VFIMambaInterpolator(net, ckpt_path=_display_path(ckpt_path), device=dev, tta=tta, scale=scale,
+                                scan_backend=backend)
+
+
+def _display_path(p: str) -> str:
+    try:
+        return str(Path(p).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)

@@ -1,0 +1,171 @@
+"""Running the network on real frames the way the official demos do.
+
+The model was trained on cv2.imread frames: BGR channel order, values in [0, 1]. Frames are
+replicate-padded (centred, like the official InputPadder) to a size the 5-level network divides
+evenly, and the timestep is fed straight to the network, so any t in (0, 1) works.
+"""
+from __future__ import annotations
+
+import contextlib
+from fractions import Fraction
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import VFIMambaNet
+
+
+def auto_scale(h: int, w: int) -> float:
+    """The official advice: estimate flow at 0.5x for 2K frames and 0.25x for 4K; full size below."""
+    side = max(h, w)
+    if side >= 3000:
+        return 0.25
+    if side >= 1800:
+        return 0.5
+    return 0.0
+
+
+def normalise_scale(scale: float) -> float:
+    """0 means full resolution. The official forward treats any scale > 0 as "resize first", and at
+    scale 1 that gives the same result as 0 for twice the backbone cost, so 1 (or more) becomes 0."""
+    if scale <= 0 or scale >= 1:
+        return 0.0
+    inv = 1.0 / scale
+    if abs(inv - round(inv)) > 1e-6 or round(inv) & (round(inv) - 1):
+        raise ValueError(f"scale must be 0, 1 or 1/2**k (0.5, 0.25, ...), got {scale}")
+    return 1.0 / round(inv)
+
+
+def pad_divisor(scale: float) -> int:
+    # The network needs multiples of 32 at full size (its U-Net and strided stages), and the flow
+    # estimate at `scale` needs multiples of 16 on the resized frame.
+    return 32 if scale == 0 else max(32, int(round(16 / scale)))
+
+
+class Padder:
+    """Replicate padding to a multiple of `divisor`, split evenly (extra pixel at the end)."""
+
+    def __init__(self, h, w, divisor=32):
+        ph = (-h) % divisor
+        pw = (-w) % divisor
+        self.h, self.w = h, w
+        self.pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)  # left, right, top, bottom
+
+    def __call__(self, x):
+        return F.pad(x, self.pad, mode="replicate") if any(self.pad) else x
+
+    def unpad(self, x):
+        left, _, top, _ = self.pad
+        return x[..., top:top + self.h, left:left + self.w]
+
+
+def _dyadic(t: float, max_depth=10):
+    """t as k / 2**d (smallest d) when it is one, else None."""
+    f = Fraction(t).limit_denominator(1 << max_depth)
+    if abs(float(f) - t) > 1e-9 or f.denominator & (f.denominator - 1):
+        return None
+    return f
+
+
+class VFIMambaInterpolator:
+    """The Interpolator the pipeline uses: RGB uint8 frames in, one RGB uint8 frame per timestep out."""
+
+    def __init__(self, net: VFIMambaNet, *, ckpt_path: str = "", device="cpu", tta: bool | None = None,
+                 scale: float | None = None, scan_backend: str = "torch", recursive: bool = False,
+                 fast: bool = False, max_batch_pixels: int = 8_000_000):
+        self.net = net.eval()
+        self.F = net.cfg.F
+        self.device = torch.device(device)
+        self.tta = (self.F == 32) if tta is None else bool(tta)  # the official demos' defaults
+        self.scale = None if scale is None else normalise_scale(scale)
+        self.scan_backend = scan_backend
+        self.recursive = recursive  # official demo_Nx: dyadic timesteps by repeated midpoints
+        self.fast = fast  # allow TF32 on CUDA (faster, no longer matches the reference to 1e-4)
+        self.max_batch_pixels = max_batch_pixels
+        self.name = "vfimamba" if self.F == 32 else "vfimamba_s" if self.F == 16 else f"vfimamba_f{self.F}"
+        nparams = sum(p.numel() for p in net.parameters())
+        label = net.cfg.name
+        self.description = (f"{label} (F={self.F}, {nparams / 1e6:.1f}M params) from {ckpt_path or 'memory'} on "
+                            f"{self.device}, TTA {'on' if self.tta else 'off'}, scan={scan_backend}")
+
+    # -- tensors -----------------------------------------------------------------------------------
+    def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
+        bgr = np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1))
+        return (torch.from_numpy(bgr).to(self.device) / 255.0).unsqueeze(0)
+
+    @staticmethod
+    def _to_frame(x: torch.Tensor) -> np.ndarray:
+        bgr = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+        return np.ascontiguousarray(bgr.transpose(1, 2, 0)[:, :, ::-1])
+
+    @contextlib.contextmanager
+    def _precision(self):
+        if self.device.type != "cuda" or self.fast:
+            yield
+            return
+        old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+    @torch.no_grad()
+    def predict(self, img0: torch.Tensor, img1: torch.Tensor, timesteps: Sequence[float], scale: float = 0.0):
+        """Padded BGR (1, 3, H, W) tensors -> (len(timesteps), 3, H, W), like the official `inference`
+        (fast_TTA: the pair and its 180-degree rotation in one batch, averaged after rotating back)."""
+        pair = torch.cat([img0, img1], 1)
+        pairs = torch.cat([pair, pair.flip(2).flip(3)], 0) if self.tta else pair
+        n = pairs.shape[0]
+        per = max(1, self.max_batch_pixels // (n * pair.shape[2] * pair.shape[3]))
+        outs = []
+        for i in range(0, len(timesteps), per):
+            ts = list(timesteps[i:i + per])
+            t = torch.tensor(ts, dtype=torch.float32, device=pair.device).repeat(n)
+            pred = self.net(pairs, t, scale=scale, local=True, repeats=len(ts))[3]
+            if self.tta:
+                pred = (pred[:len(ts)] + pred[len(ts):].flip(2).flip(3)) / 2.0
+            outs.append(pred)
+        return torch.cat(outs, 0)
+
+    def _predict_recursive(self, img0, img1, timesteps, scale):
+        """Midpoints of midpoints, as the official demo_Nx; non-dyadic timesteps are predicted directly."""
+        cache = {Fraction(0): img0, Fraction(1): img1}
+
+        def frame_at(lo: Fraction, hi: Fraction, t: Fraction):
+            mid = (lo + hi) / 2
+            if mid not in cache:
+                cache[mid] = self.predict(cache[lo], cache[hi], [0.5], scale)
+            if t == mid:
+                return cache[mid]
+            return frame_at(lo, mid, t) if t < mid else frame_at(mid, hi, t)
+
+        out = []
+        for t in timesteps:
+            f = _dyadic(float(t))
+            if f is None or f <= 0 or f >= 1:
+                out.append(self.predict(img0, img1, [float(t)], scale))
+            else:
+                out.append(frame_at(Fraction(0), Fraction(1), f))
+        return torch.cat(out, 0)
+
+    def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
+        if not len(timesteps):
+            return []
+        if frame0.shape != frame1.shape:
+            raise ValueError(f"frames differ in size: {frame0.shape} vs {frame1.shape}")
+        h, w = frame0.shape[:2]
+        scale = auto_scale(h, w) if self.scale is None else self.scale
+        padder = Padder(h, w, pad_divisor(scale))
+        img0, img1 = padder(self._to_tensor(frame0)), padder(self._to_tensor(frame1))
+        with self._precision():
+            if self.recursive:
+                preds = self._predict_recursive(img0, img1, timesteps, scale)
+            else:
+                preds = self.predict(img0, img1, [float(t) for t in timesteps], scale)
+        preds = padder.unpad(preds)
+        return [self._to_frame(p) for p in preds]
