@@ -36,9 +36,10 @@ class BlendInterpolator:
 class FlowInterpolator:
     """Weights-free interpolation from OpenCV's DIS optical flow, computed both ways.
 
-    Each intermediate frame warps frame0 forward by t and frame1 backward by 1-t (flow reversed
-    approximately by sampling it at the target pixel) and blends them, weighting each side by how
-    well it agrees with the other, so that occluded pixels come from the side that sees them.
+    Each intermediate frame at time t pulls frame0 along t of the flow and frame1 along 1-t of the
+    reverse flow (both flows sampled at the target pixel, the usual linear-motion shortcut) and
+    blends the two by distance in time. Good for the small motions of a talking head; it ghosts
+    where things appear or disappear, which the learned models handle.
     """
     name = "flow"
 
@@ -71,3 +72,65 @@ class FlowInterpolator:
                            borderMode=cv2.BORDER_REPLICATE)
             out.append(np.clip((1 - t) * w0 + t * w1 + 0.5, 0, 255).astype(np.uint8))
         return out
+
+
+MODEL_NAMES = ("auto", "vfimamba", "rife", "flow", "blend")
+
+
+@dataclass
+class LoadedModel:
+    interpolator: Interpolator
+    name: str
+    description: str
+    why: str
+
+
+def resolve_device(device: str) -> str:
+    import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
+    return device
+
+
+def load_model(name: str, device: str = "auto", ckpt: str | None = None, offline: bool = False,
+               tta: bool | None = None, log=print) -> LoadedModel:
+    """The interpolator for --model `name`; `auto` takes VFIMamba when a checkpoint is present,
+    else RIFE (fetching its weights once, unless offline), else the weights-free flow model."""
+    if name == "blend":
+        return LoadedModel(BlendInterpolator(), "blend", "crossfade (no motion)", "asked for with --model blend")
+    if name == "flow":
+        return LoadedModel(FlowInterpolator(), "flow", "OpenCV DIS optical flow (no weights)",
+                           "asked for with --model flow")
+    if name == "vfimamba" or (name == "auto" and (ckpt or _vfimamba_checkpoint())):
+        import vfimamba
+        dev = resolve_device(device)
+        model = vfimamba.load(ckpt, device=dev, tta=tta)
+        why = "asked for with --model vfimamba" if name == "vfimamba" else "a VFIMamba checkpoint is present"
+        if dev == "cpu":
+            log("note: VFIMamba on the CPU is slow (seconds per 720p frame); a CUDA GPU takes ~50 ms")
+        return LoadedModel(model, model.name, model.description, why)
+    if name == "rife":
+        import rife
+        model = rife.load(device=resolve_device(device), offline=offline, log=log)
+        return LoadedModel(model, "rife", model.description, "asked for with --model rife")
+    assert name == "auto", name
+    try:
+        import rife  # noqa: F401  (an ImportError falls back to flow too)
+        if offline and not rife.weights_available():
+            raise ModelError("offline and the RIFE weights are not cached")
+        model = rife.load(device=resolve_device(device), offline=offline, log=log)
+        return LoadedModel(model, "rife", model.description,
+                           "no VFIMamba checkpoint in ckpt/; RIFE is the best model available")
+    except (ModelError, ImportError) as e:
+        return LoadedModel(FlowInterpolator(), "flow", "OpenCV DIS optical flow (no weights)",
+                           f"no VFIMamba checkpoint and RIFE is unavailable ({e}); falling back to flow")
+
+
+def _vfimamba_checkpoint() -> str | None:
+    try:
+        import vfimamba
+    except ImportError:
+        return None
+    return vfimamba.default_checkpoint()
