@@ -1,0 +1,302 @@
+"""VFIMamba port against the official code's outputs (../shared/fixtures/vfimamba), on CPU float32.
+
+Tolerances are the fixture README's: flows/features atol=rtol=1e-4, merged/pred 5e-5, masks 1e-5,
+scan 5e-5 (10-25x the float32-vs-float64 error measured on the official code).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from splice.models import ModelError  # noqa: E402
+import vfimamba  # noqa: E402
+from vfimamba.checkpoint import load_net, read_state_dict  # noqa: E402
+from vfimamba.inference import Padder, VFIMambaInterpolator, auto_scale, normalise_scale  # noqa: E402
+from vfimamba.model import Config, VFIMambaNet  # noqa: E402
+from vfimamba.scan import available_backends, selective_scan, selective_scan_reference  # noqa: E402
+
+FIX = REPO.parent / "shared" / "fixtures" / "vfimamba"
+needs_fixtures = pytest.mark.skipif(not (FIX / "golden_VFIMamba_S.npz").is_file(),
+                                    reason=f"VFIMamba fixtures not found at {FIX}")
+TOL = {"flow": (1e-4, 1e-4), "feat": (1e-4, 1e-4), "merged": (5e-5, 0), "pred": (5e-5, 0), "mask": (1e-5, 0)}
+
+
+def assert_close(name, got, want, kind):
+    atol, rtol = TOL[kind]
+    got = got.detach().cpu().double().numpy()
+    assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+    err = np.abs(got - want)
+    bound = atol + rtol * np.abs(want)
+    assert np.all(err <= bound), f"{name}: max abs err {err.max():.3g} (allowed {atol} + {rtol}*|ref|)"
+
+
+@pytest.fixture(scope="module")
+def fx():
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    net = load_net(str(FIX / "weights_VFIMamba_S.pkl"), "cpu")
+    net.set_scan_backend("torch")
+    return net, np.load(FIX / "inputs.npz"), np.load(FIX / "golden_VFIMamba_S.npz")
+
+
+CASES = {  # case -> (input size, timestep, scale), as the fixture README lists them
+    "a": ("96x128", 0.5, 0),
+    "b": ("96x128", 0.25, 0),
+    "c": ("192x256", 0.5, 0.5),
+}
+
+
+@needs_fixtures
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fixture_case(fx, case):
+    net, inp, gold = fx
+    size, t, scale = CASES[case]
+    imgs = torch.cat([torch.from_numpy(inp[f"img0_{size}"]), torch.from_numpy(inp[f"img1_{size}"])], 1)
+    with torch.no_grad():
+        flows, masks, merged, pred = net(imgs, timestep=t, scale=scale, local=True)
+    assert len(flows) == len(masks) == len(merged) == 2
+    for i in range(2):
+        assert_close(f"{case}_flow_{i}", flows[i], gold[f"{case}_flow_{i}"], "flow")
+        assert_close(f"{case}_mask_{i}", masks[i], gold[f"{case}_mask_{i}"], "mask")
+        assert_close(f"{case}_merged_{i}", merged[i], gold[f"{case}_merged_{i}"], "merged")
+    assert_close(f"{case}_pred", pred, gold[f"{case}_pred"], "pred")
+
+
+@needs_fixtures
+def test_fixture_features(fx):
+    net, inp, gold = fx
+    with torch.no_grad():
+        feats = net.feature_bone(torch.from_numpy(inp["img0_96x128"]), torch.from_numpy(inp["img1_96x128"]))
+    for k in (2, 3, 4):
+        assert_close(f"a_feat_{k}", feats[k], gold[f"a_feat_{k}"], "feat")
+
+
+@needs_fixtures
+def test_fixture_case_d_fast_tta(fx):
+    net, inp, gold = fx
+    img0, img1 = torch.from_numpy(inp["img0_96x128"]), torch.from_numpy(inp["img1_96x128"])
+    interp = VFIMambaInterpolator(net, tta=True)
+    pairs = torch.cat([torch.cat([img0, img1], 1), torch.cat([img0, img1], 1).flip(2).flip(3)], 0)
+    with torch.no_grad():
+        batch2 = net(pairs, 0.5, scale=0, local=True)[3]
+    assert_close("d_pred_batch2", batch2, gold["d_pred_batch2"], "pred")
+    assert_close("d_pred", interp.predict(img0, img1, [0.5]), gold["d_pred"], "pred")
+
+
+@needs_fixtures
+def test_batched_timesteps_match_single(fx):
+    net, inp, gold = fx
+    img0, img1 = torch.from_numpy(inp["img0_96x128"]), torch.from_numpy(inp["img1_96x128"])
+    both = VFIMambaInterpolator(net, tta=False).predict(img0, img1, [0.5, 0.25])
+    assert_close("a_pred (batched)", both[:1], gold["a_pred"], "pred")
+    assert_close("b_pred (batched)", both[1:], gold["b_pred"], "pred")
+
+
+# -- state dicts ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,F", [("VFIMamba", 32), ("VFIMamba_S", 16)])
+def test_state_dict_matches_manifest(name, F):
+    path = FIX / f"manifest_{name}.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    man = json.loads(path.read_text())
+    with torch.device("meta"):
+        net = VFIMambaNet(Config(F=F))
+    mine = {k: list(v.shape) for k, v in net.state_dict().items()}
+    want = {e["key"]: e["shape"] for e in man["keys"]}
+    assert sorted(mine) == sorted(want)
+    assert mine == want
+    assert all(v.dtype == torch.float32 for v in net.state_dict().values())
+    assert sum(v.numel() for v in net.state_dict().values()) == man["total_params"]
+
+
+# -- selective scan ---------------------------------------------------------------------------------
+def _scan_fn(backend):
+    if backend == "reference":
+        return selective_scan_reference
+    return lambda *a, **k: selective_scan(*a, **k, backend=backend)
+
+
+@needs_fixtures
+@pytest.mark.parametrize("backend", ["torch", "reference", "mamba_ssm", "triton"])
+def test_scan_case(backend):
+    dev = "cpu"
+    if backend in ("mamba_ssm", "triton"):
+        if not torch.cuda.is_available():
+            pytest.skip(f"{backend} needs CUDA")
+        if backend not in available_backends("cuda"):
+            pytest.skip(f"{backend} is not importable here")
+        dev = "cuda"
+    z = np.load(FIX / "scan_case.npz")
+    t = {k: torch.from_numpy(z[k]).to(dev) for k in ("u", "delta", "A", "B", "C", "D", "delta_bias")}
+    out = _scan_fn(backend)(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["delta_bias"], delta_softplus=True)
+    assert out.dtype == torch.float32 and out.shape == z["out"].shape
+    err = np.abs(out.cpu().numpy() - z["out"]).max()
+    assert err <= 5e-5, f"scan_case with {backend}: max abs err {err:.3g}"
+
+
+def _random_scan_inputs(b, d, n, g, length, seed=0, delta_scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, d, length, generator=gen)
+    delta = torch.randn(b, d, length, generator=gen) * delta_scale
+    A = -torch.exp(torch.randn(d, n, generator=gen))
+    B = torch.randn(b, g, n, length, generator=gen)
+    C = torch.randn(b, g, n, length, generator=gen)
+    D = torch.randn(d, generator=gen)
+    bias = torch.randn(d, generator=gen) * 0.5
+    return u, delta, A, B, C, D, bias
+
+
+@pytest.mark.parametrize("length", [1, 7, 64, 1000, 1037])
+def test_vectorised_scan_equals_sequential(length):
+    args = _random_scan_inputs(2, 32, 16, 4, length, seed=length)
+    ref = selective_scan_reference(*args)
+    out = selective_scan(*args, backend="torch")
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+def test_vectorised_scan_strong_decay_is_finite():
+    # delta*|A| up to ~1e3 per step: a cumulative-product factorisation would overflow here.
+    args = _random_scan_inputs(1, 8, 16, 2, 500, seed=3, delta_scale=30.0)
+    ref = selective_scan_reference(*args)
+    out = selective_scan(*args, backend="torch")
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+def test_available_backends_cpu():
+    assert available_backends("cpu") == ["torch"]
+    with pytest.raises(ValueError):
+        selective_scan(*_random_scan_inputs(1, 4, 2, 1, 3), backend="mamba_ssm")
+
+
+# -- checkpoint loading -------------------------------------------------------------------------------
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling this would create the marker file
+        return (open, (str(self.marker), "w"))
+
+
+def test_malicious_pickle_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    torch.save({"module.x": torch.zeros(1), "payload": _Evil(marker)}, path)
+    assert not marker.exists()
+    with pytest.raises(ModelError, match="refusing to load"):
+        load_net(str(path))
+    assert not marker.exists(), "unpickling ran code"
+
+
+@needs_fixtures
+def test_missing_and_extra_keys_named(tmp_path):
+    sd = torch.load(FIX / "weights_VFIMamba_S.pkl", map_location="cpu", weights_only=True)
+    missing = dict(sd)
+    del missing["module.unet.conv.bias"]
+    torch.save(missing, tmp_path / "missing.pkl")
+    with pytest.raises(ModelError, match=r"missing keys: unet\.conv\.bias") as e:
+        load_net(str(tmp_path / "missing.pkl"))
+    assert "\n" not in str(e.value)
+
+    extra = dict(sd)
+    extra["module.block.9.conv.weight"] = torch.zeros(3)
+    torch.save(extra, tmp_path / "extra.pkl")
+    with pytest.raises(ModelError, match=r"unexpected keys: block\.9\.conv\.weight"):
+        load_net(str(tmp_path / "extra.pkl"))
+
+
+@needs_fixtures
+def test_loader_prefix_filter_and_dtype(tmp_path):
+    sd = torch.load(FIX / "weights_VFIMamba_S.pkl", map_location="cpu", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in sd.values())
+    plain = {k[len("module."):]: v for k, v in sd.items()}
+    plain["feature_bone.attn_mask"] = torch.zeros(2)  # dropped by the official filter
+    plain["block.0.HW"] = torch.zeros(2)
+    torch.save(plain, tmp_path / "plain.pkl")
+    got = read_state_dict(str(tmp_path / "plain.pkl"))
+    assert set(got) == {k[len("module."):] for k in sd}
+    assert all(v.dtype == torch.float32 for v in got.values())
+    net = load_net(str(tmp_path / "plain.pkl"))
+    assert net.cfg.F == 16
+
+
+def test_not_a_checkpoint(tmp_path):
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pkl")
+    with pytest.raises(ModelError, match="not a VFIMamba checkpoint"):
+        load_net(str(tmp_path / "other.pkl"))
+    (tmp_path / "junk.pkl").write_bytes(b"not a torch file")
+    with pytest.raises(ModelError):
+        load_net(str(tmp_path / "junk.pkl"))
+
+
+def test_missing_checkpoint_prints_download_command(tmp_path):
+    with pytest.raises(ModelError, match=r"wget -P ckpt https://huggingface.co/MCG-NJU/VFIMamba_ckpts/resolve/main/VFIMamba.pkl") as e:
+        vfimamba.load(str(tmp_path / "nope.pkl"))
+    assert "VFIMamba_S.pkl" in str(e.value) and "\n" not in str(e.value)
+
+
+# -- inference wrapper -------------------------------------------------------------------------------
+def test_padder_is_centred_like_official():
+    p = Padder(77, 101, 32)
+    assert p.pad == (13, 14, 9, 10)  # left, right, top, bottom: the official InputPadder split
+    x = torch.arange(77 * 101, dtype=torch.float32).view(1, 1, 77, 101)
+    y = p(x)
+    assert y.shape[-2:] == (96, 128)
+    assert torch.equal(y[..., 9:86, 13:114], x) and torch.equal(p.unpad(y), x)
+    assert torch.equal(y[..., 0, 13:114], x[..., 0, :])  # replicate, not zero
+    assert Padder(96, 128, 32).pad == (0, 0, 0, 0)
+
+
+def test_scale_rules():
+    assert normalise_scale(0) == 0 and normalise_scale(1.0) == 0  # official: scale 1 == scale 0, twice the cost
+    assert normalise_scale(0.5) == 0.5 and normalise_scale(0.25) == 0.25
+    with pytest.raises(ValueError):
+        normalise_scale(0.3)
+    assert auto_scale(720, 1280) == 0 and auto_scale(1080, 2048) == 0.5 and auto_scale(2160, 3840) == 0.25
+
+
+@needs_fixtures
+def test_interpolate_odd_size(fx):
+    net, inp, _ = fx
+    interp = VFIMambaInterpolator(net, tta=False)
+    base = (inp["img0_96x128"][0].transpose(1, 2, 0)[:, :, ::-1] * 255).round().astype(np.uint8)
+    f0 = np.ascontiguousarray(base[5:82, 11:112])  # 77 x 101, RGB
+    f1 = np.ascontiguousarray(np.roll(f0, 2, axis=1))
+    out = interp.interpolate(f0, f1, [0.5, 0.3])
+    assert len(out) == 2 and all(o.shape == (77, 101, 3) and o.dtype == np.uint8 for o in out)
+
+    # Same as padding by hand the official way (BGR, centred replicate pad), running the net, unpadding.
+    def t(f):
+        return torch.from_numpy(np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1))).unsqueeze(0) / 255.0
+    pad = [13, 14, 9, 10]
+    imgs = torch.nn.functional.pad(torch.cat([t(f0), t(f1)], 1), pad, mode="replicate")
+    with torch.no_grad():
+        pred = net(imgs, 0.3, scale=0, local=True)[3][0, :, 9:86, 13:114]
+    want = (pred * 255).round().byte().numpy().transpose(1, 2, 0)[:, :, ::-1]
+    assert np.abs(out[1].astype(int) - want.astype(int)).max() <= 1
+
+
+@needs_fixtures
+def test_recursive_mode(fx):
+    net, inp, _ = fx
+    interp = VFIMambaInterpolator(net, tta=False, recursive=True)
+    f0 = (inp["img0_96x128"][0].transpose(1, 2, 0)[:, :, ::-1] * 255).round().astype(np.uint8)
+    f1 = (inp["img1_96x128"][0].transpose(1, 2, 0)[:, :, ::-1] * 255).round().astype(np.uint8)
+    out = interp.interpolate(f0, f1, [0.25, 0.5])
+    direct = VFIMambaInterpolator(net, tta=False).interpolate(f0, f1, [0.5])
+    assert np.array_equal(out[1], direct[0])  # the first midpoint is the direct prediction
+    assert out[0].shape == f0.shape
+
+
+@needs_fixtures
+def test_public_load():
+    interp = vfimamba.load(str(FIX / "weights_VFIMamba_S.pkl"), scan_backend="auto")
+    assert interp.name == "vfimamba_s" and not interp.tta
+    assert "F=16" in interp.description and "scan=torch" in interp.description and "\n" not in interp.description
