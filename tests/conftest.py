@@ -1,0 +1,58 @@
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MEDIA = SHARED / "media"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synthetic import make_video  # noqa: E402
+
+
+def needs_media(name: str) -> Path:
+    path = MEDIA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared test media sit beside the project checkout (../shared)")
+    return path
+
+
+class CliResult:
+    def __init__(self, proc, report_path):
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.report = json.loads(report_path.read_text()) if report_path and report_path.exists() else None
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run the real command line; returns exit code, output streams and the parsed --report."""
+    def run(*args, report=True, timeout=600):
+        report_path = tmp_path / "report.json" if report else None
+        cmd = [sys.executable, str(ROOT / "interpolate_video.py"), *map(str, args)]
+        if report:
+            cmd += ["--report", str(report_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        return CliResult(proc, report_path)
+    return run
+
+
+@pytest.fixture(scope="session")
+def video_factory(tmp_path_factory):
+    """Synthetic coded videos, made once per session and shared between tests."""
+    cache = {}
+    folder = tmp_path_factory.mktemp("videos")
+
+    def make(rate=Fraction(25), frames=425, size=(320, 240), audio=True, rotation=0, pix_fmt="yuv420p"):
+        key = (Fraction(rate), frames, size, audio, rotation, pix_fmt)
+        if key not in cache:
+            name = f"v{len(cache)}_{float(rate):.3f}_{size[0]}x{size[1]}_r{rotation}.mp4"
+            cache[key] = make_video(folder / name, rate, frames, size, audio, rotation, pix_fmt)
+        return cache[key]
+    return make
