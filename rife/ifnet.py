@@ -30,6 +30,14 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
+def resize(x: torch.Tensor, factor: float) -> torch.Tensor:
+    # At factor 1 bilinear resampling (align_corners=False) returns its input exactly; skipping it
+    # saves full-resolution copies in the last block.
+    if factor == 1:
+        return x
+    return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+
+
 def conv_lrelu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
 
@@ -79,13 +87,14 @@ class IFBlock(nn.Module):
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(c, 4 * 13, 4, 2, 1), nn.PixelShuffle(2))
 
     def forward(self, x, flow, scale: float):
-        x = F.interpolate(x, scale_factor=1.0 / scale, mode="bilinear", align_corners=False)
+        if flow is not None:
+            x = torch.cat((x, flow), 1)
+        x = resize(x, 1.0 / scale)
         if flow is not None:
             # Flow vectors are in pixels, so they shrink with the image.
-            flow = F.interpolate(flow, scale_factor=1.0 / scale, mode="bilinear", align_corners=False) / scale
-            x = torch.cat((x, flow), 1)
+            x[:, -4:] /= scale
         x = self.lastconv(self.convblock(self.conv0(x)))
-        x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        x = resize(x, scale)
         return x[:, :4] * scale, x[:, 4:5], x[:, 5:]
 
 
