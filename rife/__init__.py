@@ -118,20 +118,26 @@ class RifeInterpolator:
             return self.scale
         return 0.5 if h * w > AUTO_HALF_SCALE_PIXELS else 1.0
 
+    def to_tensor(self, frame: np.ndarray, pad: tuple[int, ...]) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)  # uploaded as uint8
+        return F.pad(x.permute(2, 0, 1)[None].float() / 255.0, pad)
+
     @torch.inference_mode()
     def forward(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> torch.Tensor:
         """The network's float output, (T, 3, H, W) in [0, 1] on the CPU, before quantisation."""
         if frame0.shape != frame1.shape or frame0.ndim != 3 or frame0.shape[2] != 3:
             raise ValueError(f"expected two RGB frames of the same (H, W, 3) shape, got {frame0.shape} and {frame1.shape}")
+        if frame0.dtype != np.uint8 or frame1.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames, got {frame0.dtype} and {frame1.dtype}")
         h, w, _ = frame0.shape
         scale = self.scale_for(h, w)
-        # The reference pads right and bottom with zeros to a multiple of max(128, 128 / scale),
-        # which keeps every pyramid level (down to 1/16 / scale, then 1/4 inside a block) whole.
+        # Pad right and bottom with zeros to a multiple of max(128, 128 / scale) as the reference
+        # does. 64 / scale would already keep every pyramid level whole (1/16 / scale, then 1/4
+        # inside a block), but the padding shapes the result near the edges, so we match it.
         m = max(128, int(128 / scale))
         pad = (0, -w % m, 0, -h % m)
-        # Practical-RIFE's video script feeds RGB (frames from skvideo), which is what we get.
-        img0, img1 = (F.pad(torch.from_numpy(np.ascontiguousarray(f)).to(self.device).permute(2, 0, 1)[None].float() / 255.0, pad)
-                      for f in (frame0, frame1))
+        # Practical-RIFE's video script feeds RGB (frames from skvideo), as we get them.
+        img0, img1 = (self.to_tensor(f, pad) for f in (frame0, frame1))
         per_batch = max(1, BATCH_PIXELS // (img0.shape[2] * img0.shape[3]))
         ts = torch.tensor([float(t) for t in timesteps], dtype=torch.float32, device=self.device)
         outs = []
