@@ -70,7 +70,7 @@ def choose_frames(source: VideoSource, opts: Options, progress: bool) -> tuple[F
     shortest = 3 * n - opts.interp_frames
     if source.frame_count < shortest:
         raise UserError(f"The video is {float(source.duration):.2f} s long ({source.frame_count} frames); a splice "
-                        f"needs at least {shortest / source.rate:.2f} s: 5 s before Frame A, 5 s from A to B "
+                        f"needs at least {float(shortest / source.rate):.2f} s: 5 s before Frame A, 5 s from A to B "
                         f"and 5 s from Frame B on")
     a = resolve_frame(opts.frame_a, "A", source, default=n)
     b = resolve_frame(opts.frame_b, "B", source, default=source.frame_count - n)
