@@ -2,10 +2,10 @@
 
 Five IFBlocks refine a pair of flows (middle frame -> frame0, middle frame -> frame1) and a
 blending mask from coarse to fine. Each block works on its inputs downsampled by its entry of the
-scale list (16, 8, 4, 2, 1 at scale 1.0), so the input size must divide by 16 / scale; the
-caller pads to a multiple of max(128, 128 / scale) as the reference does. A small encoder gives
-each input frame 4 feature channels that are warped along with the frames. Module and parameter
-names follow the reference so its flownet.pkl loads strictly.
+scale list (16, 8, 4, 2, 1 at scale 1.0) and then by 4 more inside, so the input size must
+divide by 64 / scale; the caller pads to a multiple of max(128, 128 / scale) as the reference
+does. A small encoder gives each input frame 4 feature channels that are warped along with the
+frames. Module and parameter names follow the reference so its flownet.pkl loads strictly.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     b, _, h, w = flow.shape
     # grid_sample with align_corners=True maps -1 and +1 to the centres of the first and last
     # pixels, so pixel x sits at -1 + 2x / (w - 1). The grid stays float32 even under fp16
-    # autocast: in half precision, coordinates near the right edge of a wide frame would be off
-    # by a quarter pixel.
+    # autocast: in half precision, coordinates near the edges of a 1080p frame would be off by
+    # up to a quarter pixel.
     flow = flow.float()
     xs = torch.linspace(-1.0, 1.0, w, device=flow.device).view(1, 1, w).expand(b, h, w)
     ys = torch.linspace(-1.0, 1.0, h, device=flow.device).view(1, h, 1).expand(b, h, w)

@@ -39,8 +39,7 @@ def reference():
 
 def test_fetched_weights_are_verified(weights_file):
     assert hashlib.sha256(weights_file.read_bytes()).hexdigest() == weights.SHA256
-    if weights_file == weights.cached_path():
-        assert rife.weights_available()
+    assert weights_file == weights.cached_path() and rife.weights_available()
 
 
 def test_state_dict_loads_strictly(weights_file):
