@@ -46,12 +46,17 @@ def optical_flow(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return dis.calc(left, right, None)
 
 
+def warp(right: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`right` pulled back onto the left frame's grid by `flow` (from `optical_flow(left, right)`)."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(right, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
 def score_pair(left: np.ndarray, right: np.ndarray) -> PairScore:
     flow = optical_flow(left, right)
-    h, w = left.shape
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    warped = cv2.remap(right, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+    warped = warp(right, flow)
     motion = float(np.percentile(np.hypot(flow[..., 0], flow[..., 1]), 90))
     residual = float(np.mean(np.abs(left.astype(np.float32) - warped.astype(np.float32))))
     return PairScore(motion, residual)

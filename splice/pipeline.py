@@ -78,12 +78,49 @@ def choose_frames(source: VideoSource, opts: Options, progress: bool) -> tuple[F
     return a, b
 
 
-def analysis_frames(source: VideoSource, start: int, stop: int, bar) -> list:
+def analysis_frames(source: VideoSource, start: int, stop: int, bar=None) -> list:
+    """Analysis frames (small grey, `indent.analysis_frame`) of source frames start .. stop-1."""
     frames = []
     for _, frame in source.frames(start, stop):
         frames.append(indent_score.analysis_frame(to_rgb(frame)))
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
     return frames
+
+
+@dataclass
+class IndentAnalysis:
+    """Everything `--time-indent auto` measured: for indent i (i = indents[i]), the analysis frames
+    of its endpoints left[i] (A+i) and right[i] (B-j), their score, and the winner."""
+    indents: range
+    left: list
+    right: list
+    scores: list
+    best: int
+
+    def info(self) -> dict:
+        """The report's indent fields for the winner."""
+        s, i = self.scores, self.best
+        return {"mode": "auto", "score": round(s[i].score, 4), "motion": round(s[i].motion, 4),
+                "residual": round(s[i].residual, 4),
+                "score_at_zero": round(s[0].score, 4),
+                "scores": [round(x.score, 4) for x in s]}
+
+
+def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool = False) -> IndentAnalysis:
+    """Score every valid indent's endpoint pair (what `--time-indent auto` and find_indent.ipynb use)."""
+    rate = source.rate
+    indents = valid_indents(rate, source.frame_count, a, b, m)
+    if not indents:
+        plan_splice(rate, source.frame_count, a, b, 0, m)   # raises the reason
+    n = frames_in_five_seconds(rate)
+    last = indents[-1]
+    bar = tqdm(total=2 * len(indents), desc="analysing", unit="frame", disable=not progress)
+    left = analysis_frames(source, a, a + last + 1, bar)                   # A+i for every i
+    right = analysis_frames(source, b - (n - 1 - m), b - (n - 1 - m - last) + 1, bar)  # B-j for every i
+    bar.close()
+    scores = indent_score.score_indents(left, right)
+    return IndentAnalysis(indents, left, right, scores, indent_score.best_indent(scores))
 
 
 def choose_indent(source: VideoSource, a: int, b: int, opts: Options, progress: bool) -> tuple[int, dict]:
@@ -97,21 +134,8 @@ def choose_indent(source: VideoSource, a: int, b: int, opts: Options, progress: 
         i = int(value * rate + Fraction(1, 2)) if value >= 0 else -1
         plan_splice(rate, source.frame_count, a, b, i, m)   # raises a clear error if out of range
         return i, {"mode": "fixed", "seconds": float(value)}
-    indents = valid_indents(rate, source.frame_count, a, b, m)
-    if not indents:
-        plan_splice(rate, source.frame_count, a, b, 0, m)   # raises the reason
-    n = frames_in_five_seconds(rate)
-    last = indents[-1]
-    bar = tqdm(total=2 * len(indents), desc="analysing", unit="frame", disable=not progress)
-    left = analysis_frames(source, a, a + last + 1, bar)                   # A+i for every i
-    right = analysis_frames(source, b - (n - 1 - m), b - (n - 1 - m - last) + 1, bar)  # B-j for every i
-    bar.close()
-    scores = indent_score.score_indents(left, right)
-    i = indent_score.best_indent(scores)
-    return i, {"mode": "auto", "score": round(scores[i].score, 4), "motion": round(scores[i].motion, 4),
-               "residual": round(scores[i].residual, 4),
-               "score_at_zero": round(scores[0].score, 4),
-               "scores": [round(s.score, 4) for s in scores]}
+    analysis = analyse_indents(source, a, b, m, progress)
+    return analysis.best, analysis.info()
 
 
 def write_clip(source: VideoSource, plan: SplicePlan, model, opts: Options, tmp: str,
