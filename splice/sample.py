@@ -1,6 +1,6 @@
 """Make a sample input: 20 s of a drawn 'talking head' at 1280x720, 25 fps, with sound.
 
-    python3 -m splice.sample outputs/sample.mp4
+    python3 -m splice.sample outputs/sample.mp4 [SECONDS]
 
 For trying the tool on a machine with no footage of its own. The face sways, blinks and moves its
 mouth in time with a voice-like buzz, so the splice has motion to bridge and sound to cut.
@@ -52,21 +52,21 @@ def voice(seconds: float) -> np.ndarray:
     return (0.25 * envelope * buzz).astype(np.float32)[None, :].repeat(2, axis=0)
 
 
-def make_sample(path: str) -> str:
+def make_sample(path: str, seconds: int = SECONDS, preset: str = "veryfast") -> str:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with av.open(path, "w") as out:
         v = out.add_stream("libx264", rate=RATE)
         v.width, v.height, v.pix_fmt = *SIZE, "yuv420p"
-        v.options = {"crf": "18", "preset": "veryfast"}
+        v.options = {"crf": "18", "preset": preset}
         a = out.add_stream("aac", rate=SAMPLE_RATE, layout="stereo")
-        sound = voice(SECONDS)
+        sound = voice(seconds)
         for start in range(0, sound.shape[1], 1024):
             f = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start:start + 1024]),
                                            format="fltp", layout="stereo")
             f.sample_rate, f.pts, f.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
             for p in a.encode(f):
                 out.mux(p)
-        for k in range(RATE * SECONDS):
+        for k in range(RATE * seconds):
             f = av.VideoFrame.from_ndarray(draw(k), format="rgb24")
             f.pts, f.time_base = k, Fraction(1, RATE)
             for p in v.encode(f):
@@ -79,4 +79,5 @@ def make_sample(path: str) -> str:
 
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "outputs/sample.mp4"
-    print(f"wrote {make_sample(target)}")
+    seconds = int(sys.argv[2]) if len(sys.argv) > 2 else SECONDS   # e.g. 600 for a 10-minute input
+    print(f"wrote {make_sample(target, seconds, 'veryfast' if seconds <= 60 else 'ultrafast')}")

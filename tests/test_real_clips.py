@@ -39,3 +39,14 @@ def test_portrait_clip_too_short_for_a_splice(run_cli, tmp_path):
     assert r.returncode == 2
     assert "The video is 11.73 s long (352 frames); a splice needs at least 14.90 s" in r.stderr
     assert not out.exists()
+
+
+def test_default_model_is_rife_and_reported(run_cli, tmp_path):
+    src = needs_media("d14.mp4")
+    out = tmp_path / "out.mp4"
+    r = run_cli("--input", src, "--output", out, "--frame-a", "160", "--frame-b", "380", "--preset", "veryfast")
+    assert r.returncode == 0, r.stderr
+    assert r.report["model"]["name"] == "rife"
+    assert "no VFIMamba checkpoint" in r.report["model"]["why"]
+    assert "model: rife" in r.stdout
+    assert verify(str(out), r.report).ok

@@ -1,0 +1,130 @@
+"""Whole-CLI wall time and peak memory against the I/O floor.
+
+    python3 bench/bench_pipeline.py INPUT.mp4 [INPUT2.mp4 ...] [--model rife] [--device auto]
+
+For each input it runs the real command line (default options: auto indent, audio) under
+/usr/bin/time, reads its per-stage timings from --report, then measures the I/O floor: decoding
+exactly the source frames the splice shows and encoding 3n frames, with no analysis, no model and
+no audio (the same reader and writer the tool uses). Prints a table and appends it, dated and
+labelled with the machine, to bench/results/pipeline.md.
+
+`--floor-only REPORT.json` (internal) times the floor for the plan in that report.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def machine() -> str:
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} + {os.cpu_count()} CPU cores"
+    except ImportError:
+        pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores (CPU only)"
+
+
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MiB) and stderr of a command run under /usr/bin/time -v."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) // 1024
+    return wall, rss, proc.stderr
+
+
+def floor(report_path: str) -> None:
+    from splice.media import ClipWriter, VideoSource
+    from splice.plan import plan_splice
+    rep = json.loads(Path(report_path).read_text())
+    start = time.perf_counter()
+    source = VideoSource(rep["input"])
+    plan = plan_splice(source.rate, source.frame_count, rep["a"]["index"], rep["b"]["index"],
+                       rep["indent"]["i"], rep["m"])
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = ClipWriter(os.path.join(tmp, "floor.mp4"), source, rep["crf"], audio=False)
+        last = None
+        for _, frame in source.frames(plan.before.start, plan.before.stop):
+            writer.write_source(frame)
+            last = frame
+        for _ in range(plan.generated):      # stand-ins for generated frames: no model
+            writer.write_source(last)
+        for _, frame in source.frames(plan.after.start, plan.after.stop):
+            writer.write_source(frame)
+        writer.close()
+    print(json.dumps({"floor_seconds": round(time.perf_counter() - start, 3)}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("inputs", nargs="*")
+    p.add_argument("--model", default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--floor-only", metavar="REPORT")
+    args = p.parse_args()
+    if args.floor_only:
+        return floor(args.floor_only)
+    rows = []
+    for path in args.inputs:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = os.path.join(tmp, "r.json")
+            cli = [sys.executable, "interpolate_video.py", "--input", path, "--output", os.path.join(tmp, "o.mp4"),
+                   "--model", args.model, "--device", args.device, "--report", report, "--quiet"]
+            wall, rss, _ = timed(cli)
+            rep = json.loads(Path(report).read_text())
+            fwall, frss, _ = timed([sys.executable, __file__, "--floor-only", report])
+        t = rep["timings"]
+        rows.append({
+            "input": f"{Path(path).name} ({rep['size'][0]}x{rep['size'][1]}, {rep['fps']:.3g} fps, "
+                     f"{rep['frame_count'] / rep['fps']:.0f} s)",
+            "model": rep["model"]["name"], "cli_s": wall, "rss": rss, "floor_s": fwall, "floor_rss": frss,
+            "stages": {k: t.get(k, 0) for k in ("probe", "locate", "model_load", "analyse", "audio", "generate", "write")},
+        })
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [f"\n## {stamp} on {machine()}\n",
+             "| input | model | CLI wall s | peak RSS MiB | I/O floor s (RSS MiB) | CLI / floor | CLI - floor - generate s | stages s (probe / model load / analyse / audio / generate / write incl. generate) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["stages"]
+        lines.append(f"| {r['input']} | {r['model']} | {r['cli_s']:.1f} | {r['rss']} | {r['floor_s']:.1f} ({r['floor_rss']}) | "
+                     f"{r['cli_s'] / r['floor_s']:.2f} | {r['cli_s'] - r['floor_s'] - s['generate']:.1f} | "
+                     f"{s['probe']:.2f} / {s['model_load']:.2f} / {s['analyse']:.2f} / {s['audio']:.2f} / {s['generate']:.2f} / {s['write']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    results = ROOT / "bench" / "results" / "pipeline.md"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    if not results.exists():
+        results.write_text("# Pipeline: whole CLI against the I/O floor\n\nMade by `bench/bench_pipeline.py`. "
+                           "The floor decodes exactly the frames the splice shows and encodes 3n frames (no analysis, "
+                           "no model, no audio); both run as separate processes, timed with /usr/bin/time.\n")
+    with open(results, "a") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
