@@ -6,16 +6,23 @@ The contract: 3n frames at the source rate (15 s), Frame A at output frame n (5 
 output frame 2n (10 s), every other output frame a faithful copy of the source frame the plan
 names (PSNR >= 35 dB after encoding), the generated frames in between, and the audio as long
 as the picture. demo.ipynb calls these functions; so can anyone from Python.
+
+Below `main`'s checks sit helpers for looking at a clip: `frame_at_time` (the frame on screen at
+a time), `clip_frames`, `neighbour_psnr`, `frame_differences` and `jumps` (frame-to-frame change),
+`frame_offsets` (copied frames that match a neighbour of their source frame better: a shift by
+one that an absolute PSNR floor can miss in calm footage), `shift_diagnosis` and `summary`.
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 
 from .locate import psnr
@@ -157,6 +164,188 @@ def verify(output: str, report: dict | str, min_psnr: float = MIN_COPY_PSNR) -> 
         if facts.frame_count > k and abs(facts.frame_times[k] - float(Fraction(k) / plan.rate)) > 1e-3:
             problems.append(f"Frame {name} is shown at {facts.frame_times[k]:.4f} s")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for looking at a clip (demo.ipynb uses them; so can anyone from Python).
+
+def clip_frames(path: str, start: int, stop: int) -> list[np.ndarray]:
+    """RGB frames start .. stop-1 of a video (a clip or its source), frame-exact by timestamp,
+    as stored (before any display rotation)."""
+    return [to_rgb(frame) for _, frame in VideoSource(path).frames(start, stop)]
+
+
+def frame_at_time(path: str, seconds: float) -> tuple[int, float, np.ndarray]:
+    """The frame on screen `seconds` into a clip (the last one that starts by then, on the
+    container's clock): (its index, its start time in seconds, its RGB as stored)."""
+    clip = VideoSource(path)
+    t = Fraction(seconds).limit_denominator(10**6) + Fraction(1, 10**6)
+    times = [p * clip.time_base for p in clip.index.pts]
+    k = bisect.bisect_right(times, t) - 1
+    if k < 0:
+        raise ValueError(f"{path} shows nothing at {seconds} s (its first frame starts at {float(times[0]):.4f} s)")
+    _, frame = next(clip.frames(k, k + 1))
+    return k, float(times[k]), to_rgb(frame)
+
+
+def neighbour_psnr(rgb: np.ndarray, source_path: str, index: int, radius: int = 2) -> dict[int, float]:
+    """PSNR of `rgb` against source frames index-radius .. index+radius, keyed by offset. The right
+    frame should win: a frame shifted by one matches its neighbour better than the frame it claims."""
+    source = VideoSource(source_path)
+    lo, hi = max(0, index - radius), min(source.frame_count, index + radius + 1)
+    out = {}
+    for k, frame in source.frames(lo, hi):
+        ref = to_rgb(frame)
+        out[k - index] = float(psnr(rgb[: ref.shape[0], : ref.shape[1]], ref))
+    return out
+
+
+def _luma(frame, width: int) -> np.ndarray:
+    if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuv444p"):
+        y = frame.to_ndarray()[: frame.height] if frame.format.name in ("yuv420p", "yuvj420p") \
+            else np.frombuffer(frame.planes[0], np.uint8).reshape(frame.height, -1)[:, : frame.width]
+    else:
+        y = frame.to_ndarray(format="gray")
+    h = max(8, round(frame.height * width / frame.width))
+    return cv2.resize(y, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def frame_differences(path: str, width: int = 256) -> np.ndarray:
+    """Mean absolute luma change (0..255) from each frame of a clip to the next, on frames scaled
+    to `width` pixels: element k is the change from frame k to frame k+1. Steady footage gives a
+    low, smooth curve; a cut, a dropped or repeated frame, or a bad bridge shows as a spike or dip."""
+    diffs, previous = [], None
+    with av.open(path) as c:
+        for frame in c.decode(c.streams.video[0]):
+            y = _luma(frame, width)
+            if previous is not None:
+                diffs.append(float(np.mean(np.abs(y - previous))))
+            previous = y
+    return np.asarray(diffs, dtype=np.float64)
+
+
+def jumps(diffs: np.ndarray, factor: float = 3.0, window: int = 15, floor: float = 1.0) -> list[int]:
+    """Indices k where the change from frame k to k+1 is more than `factor` times the median
+    change around it (and above `floor` grey levels): where a viewer would see a jump."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    found = []
+    for k, d in enumerate(diffs):
+        around = np.concatenate([diffs[max(0, k - window): k], diffs[k + 1: k + 1 + window]])
+        if around.size and d > floor and d > factor * max(np.median(around), 1e-6):
+            found.append(k)
+    return found
+
+
+def runs(indices) -> list[tuple[int, int]]:
+    """Sorted indices as inclusive (first, last) runs: [3, 4, 5, 9] -> [(3, 5), (9, 9)]."""
+    out: list[tuple[int, int]] = []
+    for k in sorted(indices):
+        if out and k == out[-1][1] + 1:
+            out[-1] = (out[-1][0], k)
+        else:
+            out.append((k, k))
+    return out
+
+
+def shift_diagnosis(output: str, result: Verification, source_path: str, radius: int = 2,
+                    min_psnr: float = MIN_COPY_PSNR, sample: int = 3) -> list[dict]:
+    """For each run of copied frames that fail, which source offset they match best (a few frames
+    of each run are tried): offset +1 means 'shows the frame after the one the plan names'."""
+    bad = [c.output_index for c in result.frames if c.kind == "source" and c.psnr < min_psnr]
+    found = []
+    for first, last in runs(bad):
+        offsets = []
+        for k in sorted({first, (first + last) // 2, last})[:sample]:
+            [rgb] = clip_frames(output, k, k + 1)
+            scores = neighbour_psnr(rgb, source_path, result.frames[k].source_index, radius)
+            best = max(scores, key=scores.get)
+            offsets.append((best, scores[best]))
+        found.append({"output_frames": (first, last),
+                      "source_frames": (result.frames[first].source_index, result.frames[last].source_index),
+                      "offsets": sorted({o for o, _ in offsets}),
+                      "best_psnr": round(min(p for _, p in offsets), 2)})
+    return found
+
+
+def frame_offsets(output: str, report: dict | str, radius: int = 1, width: int = 128,
+                  margin: float = 0.3) -> dict[int, int]:
+    """Copied frames that look more like a neighbour of their source frame than like the frame the
+    plan names: {output index: offset}, offset -1 = the frame before, +1 = the frame after.
+
+    An absolute PSNR floor cannot always tell a frame from its neighbour (in calm footage two
+    consecutive frames can differ by less than the encoder's noise), so this compares: on small
+    luma frames, the mean difference to the named frame against that to each neighbour, and
+    reports a frame only where a neighbour is clearly closer (by `margin` grey levels and by a
+    third). Repeated source frames (pulldown) tie and are not reported."""
+    if isinstance(report, str):
+        with open(report) as f:
+            report = json.load(f)
+    source = VideoSource(report["input"])
+    plan = plan_splice(source.rate, source.frame_count, report["a"]["index"], report["b"]["index"],
+                       report["indent"]["i"], report["m"])
+    small: dict[int, np.ndarray] = {}
+    for window in (plan.before, plan.after):
+        lo, hi = max(0, window.start - radius), min(source.frame_count, window.stop + radius)
+        for k, frame in source.frames(lo, hi):
+            small[k] = _luma(frame, width)
+    found: dict[int, int] = {}
+    layout = plan.outputs()
+    with av.open(output) as c:
+        for k, frame in enumerate(c.decode(c.streams.video[0])):
+            if k >= len(layout) or not isinstance(layout[k], SourceFrame):
+                continue
+            idx = layout[k].index
+            y = _luma(frame, width)
+            if y.shape != small[idx].shape:   # an odd-sized source comes out one row/column larger
+                y = _luma_crop(frame, source, width)
+            own = float(np.mean(np.abs(y - small[idx])))
+            best, best_d = 0, own
+            for off in range(-radius, radius + 1):
+                if off and idx + off in small:
+                    d = float(np.mean(np.abs(y - small[idx + off])))
+                    if d < best_d:
+                        best, best_d = off, d
+            if best and own - best_d > margin and best_d < own * 2 / 3:
+                found[k] = best
+    return found
+
+
+def _luma_crop(frame, source: VideoSource, width: int) -> np.ndarray:
+    y = frame.to_ndarray(format="gray")[: source.height, : source.width]
+    h = max(8, round(y.shape[0] * width / y.shape[1]))
+    return cv2.resize(y, (width, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def summary(result: Verification, min_psnr: float = MIN_COPY_PSNR) -> dict:
+    """The headline numbers of a verification, for printing or a table."""
+    n, f = result.n, result.facts
+    copies = [c.psnr for c in result.frames if c.kind == "source"]
+    generated = [c for c in result.frames if c.kind == "generated"]
+
+    def at(k):
+        return float(result.frames[k].psnr) if k < len(result.frames) else None
+    bad = [c.output_index for c in result.frames if c.kind == "source" and c.psnr < min_psnr]
+    return {
+        "ok": result.ok,
+        "frame_count": f.frame_count,
+        "rate": f"{f.rate.numerator}/{f.rate.denominator}",
+        "fps": float(f.rate),
+        "size": [f.width, f.height],
+        "codec": f.codec,
+        "pix_fmt": f.pix_fmt,
+        "duration_s": round(f.duration, 6),
+        "audio_duration_s": None if f.audio_duration is None else round(f.audio_duration, 6),
+        "a_output_index": n, "a_time_s": f.frame_times[n] if f.frame_count > n else None,
+        "a_psnr_db": at(n),
+        "b_output_index": 2 * n, "b_time_s": f.frame_times[2 * n] if f.frame_count > 2 * n else None,
+        "b_psnr_db": at(2 * n),
+        "copies": len(copies),
+        "copy_psnr_min_db": float(min(copies)) if copies else None,
+        "copy_psnr_mean_db": float(np.mean(copies)) if copies else None,
+        "failing_copies": runs(bad),
+        "generated_output_indices": [c.output_index for c in generated],
+        "problems": len(result.problems),
+    }
 
 
 def main(argv=None) -> int:
