@@ -7,7 +7,7 @@ output frame 2n (10 s), every other output frame a faithful copy of the source f
 names (PSNR >= 35 dB after encoding), the generated frames in between, and the audio as long
 as the picture. demo.ipynb calls these functions; so can anyone from Python.
 
-Below `main`'s checks sit helpers for looking at a clip: `frame_at_time` (the frame on screen at
+Beside the checks sit helpers for looking at a clip: `frame_at_time` (the frame on screen at
 a time), `clip_frames`, `neighbour_psnr`, `frame_differences` and `jumps` (frame-to-frame change),
 `frame_offsets` (copied frames that match a neighbour of their source frame better: a shift by
 one that an absolute PSNR floor can miss in calm footage), `shift_diagnosis` and `summary`.
