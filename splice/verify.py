@@ -248,22 +248,27 @@ def runs(indices) -> list[tuple[int, int]]:
 
 
 def shift_diagnosis(output: str, result: Verification, source_path: str, radius: int = 2,
-                    min_psnr: float = MIN_COPY_PSNR, sample: int = 3) -> list[dict]:
-    """For each run of copied frames that fail, which source offset they match best (a few frames
-    of each run are tried): offset +1 means 'shows the frame after the one the plan names'."""
+                    min_psnr: float = MIN_COPY_PSNR) -> list[dict]:
+    """For each run of copied frames that fail, which nearby source frame they show instead: the
+    first, middle and last frame of the run are compared with the source frames within `radius`
+    of the one the plan names. `offsets` lists the offsets that matched (>= min_psnr): [1] means
+    'shows the frame after the one the plan names'; `unmatched` counts tried frames that matched
+    no nearby source frame (a generated frame, a frame from elsewhere, a damaged one)."""
     bad = [c.output_index for c in result.frames if c.kind == "source" and c.psnr < min_psnr]
     found = []
     for first, last in runs(bad):
-        offsets = []
-        for k in sorted({first, (first + last) // 2, last})[:sample]:
+        matched, unmatched = set(), 0
+        for k in sorted({first, (first + last) // 2, last}):
             [rgb] = clip_frames(output, k, k + 1)
             scores = neighbour_psnr(rgb, source_path, result.frames[k].source_index, radius)
             best = max(scores, key=scores.get)
-            offsets.append((best, scores[best]))
+            if scores[best] >= min_psnr:
+                matched.add(best)
+            else:
+                unmatched += 1
         found.append({"output_frames": (first, last),
                       "source_frames": (result.frames[first].source_index, result.frames[last].source_index),
-                      "offsets": sorted({o for o, _ in offsets}),
-                      "best_psnr": round(min(p for _, p in offsets), 2)})
+                      "offsets": sorted(matched), "unmatched": unmatched})
     return found
 
 
