@@ -106,3 +106,13 @@ def test_demo_fails_loudly_on_a_shifted_clip(synthetic_clip, tmp_path):
                                           run_splice=False))
     message = str(caught.value)
     assert "AssertionError" in message and "Frame A" in message
+
+
+def test_parameters_are_injected_after_the_parameters_cell():
+    from render_notebooks import inject_parameters
+    nb = nbformat.read(str(ROOT / "demo.ipynb"), as_version=4)
+    where = next(k for k, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    inject_parameters(nb, {"frame_a": 180, "input_path": "x.mp4", "frame_b": None})
+    cell = nb.cells[where + 1]
+    assert cell.metadata["tags"] == ["injected-parameters"]
+    assert "frame_a = 180\n" in cell.source and "input_path = 'x.mp4'\n" in cell.source and "frame_b = None\n" in cell.source

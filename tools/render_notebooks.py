@@ -91,7 +91,10 @@ def main(argv=None) -> int:
                 print(f"{D6} is absent; making a sample input at {SAMPLE}")
                 make_sample(str(SAMPLE))
             source = str(SAMPLE)
-    out = Path(args.out)
+    # The notebooks run in the repository root: paths given relative to here must survive that.
+    source = str(Path(source).resolve())
+    a, b = (str(Path(x).resolve()) if x and Path(x).is_file() else x for x in (a, b))
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     splice, report = out / "demo_splice.mp4", out / "demo_splice.json"
     jobs = [
