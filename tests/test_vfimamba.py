@@ -141,10 +141,10 @@ def test_scan_case(backend):
     assert err <= 5e-5, f"scan_case with {backend}: max abs err {err:.3g}"
 
 
-def _random_scan_inputs(b, d, n, g, length, seed=0, delta_scale=1.0):
+def _random_scan_inputs(b, d, n, g, length, seed=0, delta_scale=1.0, delta_shift=0.0):
     gen = torch.Generator().manual_seed(seed)
     u = torch.randn(b, d, length, generator=gen)
-    delta = torch.randn(b, d, length, generator=gen) * delta_scale
+    delta = torch.randn(b, d, length, generator=gen) * delta_scale + delta_shift
     A = -torch.exp(torch.randn(d, n, generator=gen))
     B = torch.randn(b, g, n, length, generator=gen)
     C = torch.randn(b, g, n, length, generator=gen)
@@ -153,9 +153,16 @@ def _random_scan_inputs(b, d, n, g, length, seed=0, delta_scale=1.0):
     return u, delta, A, B, C, D, bias
 
 
+# The torch backend picks its path per channel slab from the largest decay rate: "weak" decays take
+# the cumulative-log-decay path with 64-step chunks, "mixed" shorter chunks, "strong" the doubling scan.
+REGIMES = {"weak": (0.5, -6.0), "mixed": (1.0, -1.0), "strong": (1.0, 2.0)}
+
+
+@pytest.mark.parametrize("regime", sorted(REGIMES))
 @pytest.mark.parametrize("length", [1, 7, 64, 1000, 1037])
-def test_vectorised_scan_equals_sequential(length):
-    args = _random_scan_inputs(2, 32, 16, 4, length, seed=length)
+def test_vectorised_scan_equals_sequential(length, regime):
+    scale, shift = REGIMES[regime]
+    args = _random_scan_inputs(2, 32, 16, 4, length, seed=length, delta_scale=scale, delta_shift=shift)
     ref = selective_scan_reference(*args)
     out = selective_scan(*args, backend="torch")
     assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
@@ -168,6 +175,17 @@ def test_vectorised_scan_strong_decay_is_finite():
     out = selective_scan(*args, backend="torch")
     assert torch.isfinite(out).all()
     assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+def test_vectorised_scan_paths_are_exercised(monkeypatch):
+    import vfimamba.scan as scan
+    seen = []
+    real = scan._chunk_scan
+    monkeypatch.setattr(scan, "_chunk_scan", lambda *a: seen.append(a[3]) or real(*a))
+    for regime in ("weak", "mixed", "strong"):
+        scale, shift = REGIMES[regime]
+        selective_scan(*_random_scan_inputs(1, 32, 16, 4, 1000, delta_scale=scale, delta_shift=shift), backend="torch")
+    assert 64 in seen and 0 in seen and any(0 < t < 64 for t in seen), seen
 
 
 def test_available_backends_cpu():

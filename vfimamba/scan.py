@@ -9,8 +9,9 @@ Semantics are those of mamba_ssm's `selective_scan_fn` with z=None and no last s
 B and C are shared by groups: with G groups, group g drives channels g*D/G .. (g+1)*D/G - 1.
 
 Backends:
-  "torch"     pure PyTorch, vectorised: a two-level (chunk, then chunk-ends) doubling scan.
-              No loop over the sequence; only short loops over channel slabs and log2 steps.
+  "torch"     pure PyTorch, vectorised: chunked scan (cumulative log-decays inside chunks, a
+              doubling scan across chunk ends). No loop over the sequence; only loops over
+              channel slabs and log2 steps.
   "mamba_ssm" mamba_ssm's fused CUDA kernel (CUDA tensors only).
   "triton"    vfimamba.scan_triton.selective_scan_triton (CUDA tensors only), when present.
   "auto"      triton, else mamba_ssm, on CUDA; torch otherwise.
@@ -24,10 +25,12 @@ import torch.nn.functional as F
 
 BACKENDS = ("torch", "mamba_ssm", "triton")
 
-# Per-slab budget for the (b, d, L, n) state tensors of the torch backend, in elements.
-# Several such tensors live at once; 2**24 floats = 64 MiB each keeps CPU memory and caches sane.
-_SLAB_ELEMS = {"cpu": 2 ** 23, "cuda": 2 ** 27}
+# Per-slab budget for the (b, d, L, n) state tensors of the torch backend, in elements. Three such
+# tensors live at once: 2**20 floats (4 MiB) each keeps a CPU slab in cache.
+_SLAB_ELEMS = {"cpu": 2 ** 20, "cuda": 2 ** 27}
 _CHUNK = 64
+_MIN_FAST_CHUNK = 8
+_MAX_LOG_DECAY = 60.0  # e^60 ~ 1e26: e^{-S} * dBu and its running sum stay far from float32 overflow
 
 
 def _triton_fn():
@@ -102,7 +105,42 @@ def _doubling_scan_(a, h, dim):
         k *= 2
 
 
-def _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus=True, chunk=_CHUNK):
+def _chunk_scan(delta, A, h, T_fast):
+    """States of x_t = e^{delta_t A} x_{t-1} + h_t from x_0 = 0, for delta (b, s, L), A (s, n) and
+    h (b, s, L, n) (overwritten and returned).
+
+    Two levels: inside chunks, then across chunk ends (the same recurrence on the chunks' total
+    decays and end states, by doubling), then each chunk adds its decayed incoming state.
+    Inside a chunk the log-decay since its start is S_t = A * cumsum(delta)_t <= 0 (a cumsum over
+    (b, s, L) only, not over the n states), and x_t = e^{S_t} * cumsum_s(e^{-S_s} h_s): a few cheap
+    passes, exact, but e^{-S} must stay finite, so the caller picks T_fast such that no chunk
+    decays by more than e^{-_MAX_LOG_DECAY}. When decays are too strong for a useful chunk size
+    (T_fast == 0) a doubling scan is used instead: it only multiplies factors in (0, 1].
+    """
+    b, s, L, n = h.shape
+    T = T_fast or min(_CHUNK, L)
+    nc = L // T
+    h = h.view(b, s, nc, T, n)
+    dl = delta.reshape(b, s, nc, T)
+    e = torch.cumsum(dl, dim=3)[..., None] * A[:, None, None, :]  # S
+    e.exp_()  # decay since the chunk started, in (0, 1]
+    if T_fast:
+        h.div_(e)
+        torch.cumsum(h, dim=3, out=h)
+        h.mul_(e)
+    else:
+        a = (dl[..., None] * A[:, None, None, :]).exp_()
+        _doubling_scan_(a, h, dim=3)
+    end_h = h[:, :, :, -1].clone()
+    end_a = e[:, :, :, -1].clone()
+    _doubling_scan_(end_a, end_h, dim=2)
+    carry = torch.zeros_like(end_h)
+    carry[:, :, 1:] = end_h[:, :, :-1]  # state entering chunk c
+    h.addcmul_(e, carry[:, :, :, None])
+    return h.view(b, s, L, n)
+
+
+def _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus=True):
     b, d, length = u.shape
     g, n = B.shape[1], A.shape[1]
     dev = u.device
@@ -112,43 +150,37 @@ def _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus=True, chunk=_CH
     if delta_softplus:
         delta = F.softplus(delta)
 
-    T = min(chunk, 1 << max(0, (length - 1).bit_length()))
-    nc = -(-length // T)
-    pad = nc * T - length
+    T0 = min(_CHUNK, 1 << max(0, (length - 1).bit_length()))  # a power of two
+    Lp = -(-length // T0) * T0
+    pad = Lp - length
     if pad:  # delta = 0 there: decay 1 and no input, so padding never leaks into real steps
-        delta = F.pad(delta, (0, pad))
-        u = F.pad(u, (0, pad))
-        B = F.pad(B, (0, pad))
-        C = F.pad(C, (0, pad))
-    Lp = nc * T
-    # (b, g, n, L) -> (b, g, nc, T, n): state axis last so each time step is one contiguous row.
-    Bt = B.view(b, g, n, nc, T).permute(0, 1, 3, 4, 2)
-    Ct = C.view(b, g, n, nc, T).permute(0, 1, 3, 4, 2)
-    du = (delta * u).view(b, d, nc, T)
-    dl = delta.view(b, d, nc, T)
+        delta, u = F.pad(delta, (0, pad)), F.pad(u, (0, pad))
+        B, C = F.pad(B, (0, pad)), F.pad(C, (0, pad))
+    Bt = B.transpose(2, 3).contiguous()  # (b, g, L, n): the state axis last, one row per step
+    Ct = C.transpose(2, 3).contiguous()
+    du = delta * u
+    # Largest per-step decay rate of each channel, to size the fast chunks (one host sync).
+    rate = (delta.amax(dim=(0, 2)) * (-A).amax(dim=1)).tolist()
 
     per_group = d // g
+    # Channel slabs: small enough to stay in cache on CPU, large enough to amortise launches on GPU.
     budget = _SLAB_ELEMS["cuda" if dev.type == "cuda" else "cpu"]
     slab = max(1, min(per_group, budget // max(1, b * Lp * n)))
-    y = torch.empty(b, d, nc, T, device=dev, dtype=torch.float32)
+    y = torch.empty(b, d, Lp, device=dev, dtype=torch.float32)
     c0 = 0
     while c0 < d:
         c1 = min(d, c0 + slab, (c0 // per_group + 1) * per_group)  # stay inside one group
-        Bs = Bt[:, c0 // per_group, None]  # (b, 1, nc, T, n), broadcast over the slab's channels
-        Cs = Ct[:, c0 // per_group, None]
-        a = torch.exp(dl[:, c0:c1, :, :, None] * A[c0:c1, None, None, :])  # decays in (0, 1]
-        h = du[:, c0:c1, :, :, None] * Bs
-        _doubling_scan_(a, h, dim=3)  # inside each chunk, from a zero state
-        # chunk ends: carry_c = end_c + decay_c * carry_{c-1}, the same recurrence one level up
-        end_h = h[:, :, :, -1].clone()
-        end_a = a[:, :, :, -1].clone()
-        _doubling_scan_(end_a, end_h, dim=2)
-        carry = torch.zeros_like(end_h)
-        carry[:, :, 1:] = end_h[:, :, :-1]  # state entering chunk c
-        h += a * carry[:, :, :, None]
-        y[:, c0:c1] = (h * Cs).sum(-1)
+        T = T0
+        r = max(rate[c0:c1])
+        while T >= _MIN_FAST_CHUNK and r * T > _MAX_LOG_DECAY:
+            T //= 2
+        grp = c0 // per_group
+        h = du[:, c0:c1, :, None] * Bt[:, grp, None]
+        h = _chunk_scan(delta[:, c0:c1], A[c0:c1], h, T if T >= _MIN_FAST_CHUNK else 0)
+        h.mul_(Ct[:, grp, None])
+        torch.sum(h, dim=-1, out=y[:, c0:c1])
         c0 = c1
-    y = y.view(b, d, Lp)[..., :length]
+    y = y[..., :length]
     return y + u[..., :length] * D.float()[:, None]
 
 
@@ -161,11 +193,12 @@ def selective_scan_reference(u, delta, A, B, C, D, delta_bias, delta_softplus=Tr
         delta = delta + delta_bias.float()[:, None]
     if delta_softplus:
         delta = F.softplus(delta)
-    Bf = B.float().repeat_interleave(d // g, dim=1)  # (b, d, n, l)
-    Cf = C.float().repeat_interleave(d // g, dim=1)
+    B, C = B.float(), C.float()
     x = u.new_zeros(b, d, A.shape[1])
     ys = []
     for i in range(length):
-        x = torch.exp(delta[:, :, i, None] * A) * x + (delta[:, :, i] * u[:, :, i])[..., None] * Bf[..., i]
-        ys.append((x * Cf[..., i]).sum(-1))
+        Bi = B[..., i].repeat_interleave(d // g, dim=1)  # (b, d, n): each group's B for its channels
+        Ci = C[..., i].repeat_interleave(d // g, dim=1)
+        x = torch.exp(delta[:, :, i, None] * A) * x + (delta[:, :, i] * u[:, :, i])[..., None] * Bi
+        ys.append((x * Ci).sum(-1))
     return torch.stack(ys, dim=-1) + u * D.float()[:, None]
