@@ -107,7 +107,7 @@ def _doubling_scan_(a, h, dim):
 
 def _chunk_scan(delta, A, h, T_fast):
     """States of x_t = e^{delta_t A} x_{t-1} + h_t from x_0 = 0, for delta (b, s, L), A (s, n) and
-    h (b, s, L, n) (overwritten and returned).
+    h (b, s, n, L) (overwritten and returned). Time is the last axis so cumsums run contiguously.
 
     Two levels: inside chunks, then across chunk ends (the same recurrence on the chunks' total
     decays and end states, by doubling), then each chunk adds its decayed incoming state.
@@ -117,27 +117,28 @@ def _chunk_scan(delta, A, h, T_fast):
     decays by more than e^{-_MAX_LOG_DECAY}. When decays are too strong for a useful chunk size
     (T_fast == 0) a doubling scan is used instead: it only multiplies factors in (0, 1].
     """
-    b, s, L, n = h.shape
+    b, s, n, L = h.shape
     T = T_fast or min(_CHUNK, L)
     nc = L // T
-    h = h.view(b, s, nc, T, n)
-    dl = delta.reshape(b, s, nc, T)
-    e = torch.cumsum(dl, dim=3)[..., None] * A[:, None, None, :]  # S
+    h = h.view(b, s, n, nc, T)
+    dl = delta.reshape(b, s, 1, nc, T)
+    An = A[:, :, None, None]  # (s, n, 1, 1)
+    e = torch.cumsum(dl, dim=4) * An  # S
     e.exp_()  # decay since the chunk started, in (0, 1]
     if T_fast:
         h.div_(e)
-        torch.cumsum(h, dim=3, out=h)
+        torch.cumsum(h, dim=4, out=h)
         h.mul_(e)
     else:
-        a = (dl[..., None] * A[:, None, None, :]).exp_()
-        _doubling_scan_(a, h, dim=3)
-    end_h = h[:, :, :, -1].clone()
-    end_a = e[:, :, :, -1].clone()
-    _doubling_scan_(end_a, end_h, dim=2)
+        a = (dl * An).exp_()
+        _doubling_scan_(a, h, dim=4)
+    end_h = h[..., -1].clone()
+    end_a = e[..., -1].clone()
+    _doubling_scan_(end_a, end_h, dim=3)
     carry = torch.zeros_like(end_h)
-    carry[:, :, 1:] = end_h[:, :, :-1]  # state entering chunk c
-    h.addcmul_(e, carry[:, :, :, None])
-    return h.view(b, s, L, n)
+    carry[..., 1:] = end_h[..., :-1]  # state entering chunk c
+    h.addcmul_(e, carry[..., None])
+    return h.view(b, s, n, L)
 
 
 def _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus=True):
@@ -156,8 +157,6 @@ def _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus=True):
     if pad:  # delta = 0 there: decay 1 and no input, so padding never leaks into real steps
         delta, u = F.pad(delta, (0, pad)), F.pad(u, (0, pad))
         B, C = F.pad(B, (0, pad)), F.pad(C, (0, pad))
-    Bt = B.transpose(2, 3).contiguous()  # (b, g, L, n): the state axis last, one row per step
-    Ct = C.transpose(2, 3).contiguous()
     du = delta * u
     # Largest per-step decay rate of each channel, to size the fast chunks (one host sync).
     rate = (delta.amax(dim=(0, 2)) * (-A).amax(dim=1)).tolist()
@@ -175,10 +174,10 @@ def _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus=True):
         while T >= _MIN_FAST_CHUNK and r * T > _MAX_LOG_DECAY:
             T //= 2
         grp = c0 // per_group
-        h = du[:, c0:c1, :, None] * Bt[:, grp, None]
+        h = du[:, c0:c1, None, :] * B[:, grp, None]  # (b, s, n, L)
         h = _chunk_scan(delta[:, c0:c1], A[c0:c1], h, T if T >= _MIN_FAST_CHUNK else 0)
-        h.mul_(Ct[:, grp, None])
-        torch.sum(h, dim=-1, out=y[:, c0:c1])
+        h.mul_(C[:, grp, None])
+        torch.sum(h, dim=2, out=y[:, c0:c1])
         c0 = c1
     y = y[..., :length]
     return y + u[..., :length] * D.float()[:, None]

@@ -1,0 +1,140 @@
+"""CPU timing of the VFIMamba port: ms per 720p frame, and the vectorised scan vs the sequential loop.
+
+    python bench/bench_vfimamba_cpu.py                 # VFIMamba_S (fixture weights) at 720p + scan
+    python bench/bench_vfimamba_cpu.py --models s f32  # also VFIMamba (F=32, random weights)
+
+Appends one dated line per measurement to bench/results/vfimamba_cpu.md (unless --no-record).
+The scan runs with backend "torch" throughout. On a shared machine the numbers move with the load,
+so the load average is recorded too.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vfimamba.checkpoint import load_net  # noqa: E402
+from vfimamba.inference import Padder, VFIMambaInterpolator  # noqa: E402
+from vfimamba.model import Config, VFIMambaNet  # noqa: E402
+from vfimamba.scan import selective_scan, selective_scan_reference  # noqa: E402
+
+FIX = REPO.parent / "shared" / "fixtures" / "vfimamba"
+RESULTS = REPO / "bench" / "results" / "vfimamba_cpu.md"
+
+
+def machine():
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, load avg {os.getloadavg()[0]:.1f}")
+
+
+def record(line: str, enabled: bool):
+    print(line, flush=True)
+    if enabled:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        new = not RESULTS.exists()
+        with RESULTS.open("a") as f:
+            if new:
+                f.write("# VFIMamba on CPU\n\nOne line per run of bench/bench_vfimamba_cpu.py (scan backend torch).\n\n")
+            f.write(f"- {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC: {line}\n")
+
+
+def frames(w, h):
+    """A real-looking pair: fixture frames (BGR) upscaled to (w, h), RGB; else smooth noise."""
+    import cv2
+    if (FIX / "inputs.npz").is_file():
+        z = np.load(FIX / "inputs.npz")
+        out = []
+        for k in ("img0_192x256", "img1_192x256"):
+            bgr = (z[k][0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+            out.append(np.ascontiguousarray(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_CUBIC)[:, :, ::-1]))
+        return out
+    rng = np.random.default_rng(0)
+    f0 = cv2.resize(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8), (w, h))
+    return f0, np.roll(f0, 4, axis=1)
+
+
+def bench_model(which, w, h, repeat, rec):
+    if which == "s":
+        path = FIX / "weights_VFIMamba_S.pkl"
+        net, src = (load_net(str(path)), "fixture weights") if path.is_file() else (VFIMambaNet(Config(16)).eval(), "random weights")
+    else:
+        torch.manual_seed(0)
+        net, src = VFIMambaNet(Config(32)).eval(), "random weights"
+    net.set_scan_backend("torch")
+    interp = VFIMambaInterpolator(net, tta=False, scan_backend="torch")
+    f0, f1 = frames(w, h)
+    interp.interpolate(f0[:96, :128], f1[:96, :128], [0.5])  # warm-up at a small size
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = interp.interpolate(f0, f1, [0.5])
+        times.append(time.perf_counter() - t)
+    assert out[0].shape == (h, w, 3)
+    record(f"{net.cfg.name} (F={net.cfg.F}, {src}) {w}x{h}, 1 timestep, TTA off: "
+           f"{min(times) * 1e3:.0f} ms/frame (best of {repeat}; all: {', '.join(f'{x:.1f}s' for x in times)}) "
+           f"[{machine()}]", rec)
+
+
+def bench_scan(F, w, h, rec, ref_steps):
+    pad = Padder(h, w, 32).pad
+    hp, wp = h + pad[2] + pad[3], w + pad[0] + pad[1]
+    d = 4 * 2 * (8 * F)  # K=4 directions x d_inner (= 2 * stage-3 width 8F)
+    L = 2 * (hp // 8) * (wp // 8)  # both frames interleaved at stride 8
+    g, n = 4, 16
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(1, d, L, generator=gen)
+    # Decays like a freshly initialised Mamba: softplus(delta + bias) in about [1e-3, 1e-1], A = -(1..16).
+    delta = torch.randn(1, d, L, generator=gen) * 0.5
+    bias = torch.log(torch.expm1(torch.exp(torch.rand(d, generator=gen) * (np.log(0.1) - np.log(1e-3)) + np.log(1e-3))))
+    A = -torch.arange(1, n + 1, dtype=torch.float32).repeat(d, 1)
+    B = torch.randn(1, g, n, L, generator=gen)
+    C = torch.randn(1, g, n, L, generator=gen)
+    D = torch.ones(d)
+    vec = []
+    for _ in range(3):
+        t = time.perf_counter()
+        out = selective_scan(u, delta, A, B, C, D, bias, backend="torch")
+        vec.append(time.perf_counter() - t)
+    steps = L if ref_steps <= 0 else min(L, ref_steps)
+    t = time.perf_counter()
+    ref = selective_scan_reference(u[..., :steps], delta[..., :steps], A, B[..., :steps], C[..., :steps], D, bias)
+    t_ref = (time.perf_counter() - t) * L / steps  # a sequential loop: linear in L
+    err = (ref - out[..., :steps]).abs().max().item()
+    how = "measured" if steps == L else f"timed on the first {steps} steps, scaled to L"
+    record(f"scan 1x{d}x{L} (F={F} stage 3 at {w}x{h}): vectorised torch {min(vec) * 1e3:.0f} ms, sequential "
+           f"reference {t_ref * 1e3:.0f} ms ({how}), speedup {t_ref / min(vec):.1f}x, max |diff| {err:.1e} "
+           f"[{machine()}]", rec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=["s"], choices=["s", "f32"])
+    ap.add_argument("--scan", nargs="*", type=int, default=[16], help="F values for the scan comparison")
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--ref-steps", type=int, default=0, help="time the reference on this many steps only (0: all)")
+    ap.add_argument("--no-record", action="store_true")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    w, h = (int(x) for x in a.size.split("x"))
+    torch.set_grad_enabled(False)
+    for F in a.scan:
+        bench_scan(F, w, h, not a.no_record, a.ref_steps)
+    for m in a.models:
+        bench_model(m, w, h, a.repeat, not a.no_record)
+
+
+if __name__ == "__main__":
+    main()
