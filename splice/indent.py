@@ -23,11 +23,22 @@ import numpy as np
 ANALYSIS_WIDTH = 256
 
 
+def analysis_size(width: int, height: int) -> tuple[int, int]:
+    return ANALYSIS_WIDTH, max(8, round(height * ANALYSIS_WIDTH / width))
+
+
 def analysis_frame(rgb: np.ndarray) -> np.ndarray:
-    """The small grey frame every score is computed on."""
+    """The small grey frame every score is computed on, from an RGB image."""
     h, w = rgb.shape[:2]
-    size = (ANALYSIS_WIDTH, max(8, round(h * ANALYSIS_WIDTH / w)))
+    size = analysis_size(w, h)
     return cv2.cvtColor(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+
+
+def analysis_frame_of(frame) -> np.ndarray:
+    """The same from a decoded frame: swscale shrinks it straight to grey, skipping full-size RGB
+    (the analysis decodes about 2n frames, so this is most of its cost)."""
+    width, height = analysis_size(frame.width, frame.height)
+    return frame.reformat(width=width, height=height, format="gray", interpolation="AREA").to_ndarray()
 
 
 @dataclass(frozen=True)

@@ -79,10 +79,10 @@ def choose_frames(source: VideoSource, opts: Options, progress: bool) -> tuple[F
 
 
 def analysis_frames(source: VideoSource, start: int, stop: int, bar=None) -> list:
-    """Analysis frames (small grey, `indent.analysis_frame`) of source frames start .. stop-1."""
+    """Analysis frames (small grey, `indent.analysis_frame_of`) of source frames start .. stop-1."""
     frames = []
     for _, frame in source.frames(start, stop):
-        frames.append(indent_score.analysis_frame(to_rgb(frame)))
+        frames.append(indent_score.analysis_frame_of(frame))
         if bar is not None:
             bar.update(1)
     return frames
