@@ -12,13 +12,23 @@ channels ``k*d/g .. (k+1)*d/g - 1``) or (b, n, l) (one group); ``D``, ``delta_bi
 ``u``/``delta``/``B``/``C`` may be float32, float16 or bfloat16; the state, every product and every
 sum are float32, and the output is float32 (b, d, l).
 
-Kernel layout: one program per (block of ``BLOCK_D`` channels, batch). It walks the sequence in
-chunks of ``BLOCK_L``; inside a chunk it builds the (BLOCK_D, n, BLOCK_L) tiles of decays
-``exp(delta*A)`` and inputs ``delta*B*u``, runs ``tl.associative_scan`` along L with the combine
-(a1, b1), (a2, b2) -> (a1*a2, a2*b1 + b2), adds the carried state times the cumulative decay,
-reduces ``h*C`` over n, and carries ``h[..., -1]`` to the next chunk.  A channel block never
-straddles two groups, so B and C are loaded once per chunk as (n, BLOCK_L) rows shared by the block.
-u, delta, B, C and the output are contiguous along L, so every load and store is coalesced.
+Two kernels compute this; both keep one program per (channel or channel block, batch), walk the
+sequence in chunks and carry the (n,) state from chunk to chunk in registers, and both read u, delta,
+B, C once and write the output once, with loads and stores contiguous along L:
+
+* ``variant="gluon"`` (default on a GPU; Triton's Gluon dialect, Triton >= 3.4): an explicit
+  register layout; one program per (channel, batch), 1 warp when b*d fills the GPU, else 2 or 4.
+  A chunk is an (n, T, K) tile in which each of the T thread columns owns K consecutive positions (and n/TPW_N of the states): a sequential in-thread scan over K, a
+  ``gl.associative_scan`` of the T per-thread aggregates across lanes and warps, a gather of the
+  state entering each thread, then one FMA per element; ``h*C`` is reduced over n mostly in-thread.
+  Full chunks run unmasked, the tail chunk masked.  softplus uses the approximate ex2/lg2 units.
+* ``variant="tl"`` (plain Triton; also runs under ``TRITON_INTERPRET=1``): (BLOCK_D, n, BLOCK_L)
+  tiles, ``tl.associative_scan`` along L with the combine (a1, b1), (a2, b2) -> (a1*a2, a2*b1 + b2),
+  the carried state added times the cumulative decay.  Triton gives such tiles one element per
+  thread along L, so every element goes through the warp-shuffle stage: correct, but slower.
+  It is the fallback when Gluon is missing or fails to compile.
+
+A channel block never straddles two groups, so B and C rows are shared by the block.
 """
 from __future__ import annotations
 
@@ -32,11 +42,14 @@ import triton.language as tl
 
 __all__ = ["selective_scan_triton", "DEFAULT_CONFIG"]
 
-_LOG2E = 1.4426950408889634
-
-# Chosen from the sweep in bench/bench_scan.py (see bench/results/scan.md).
 _TL_FALLBACK = dict(variant="tl", BLOCK_D=1, BLOCK_L=256, num_warps=4, CARRY_GATHER=False)
-DEFAULT_CONFIG = dict(variant="gluon", TPW_N=4, SPT_L=8, num_warps=1)
+# From the sweeps in bench/bench_scan.py on an H200 (bench/results/scan.md): one warp per channel
+# with 8 positions a thread when b*d fills the GPU (~12 warps per multiprocessor: VFIMamba's F=32
+# shapes, d = 2048 and 4096); below that (VFIMamba_S stage 3, d = 1024) 2 (or 4) warps per channel
+# with 4 positions a thread, so that every multiprocessor stays busy.
+DEFAULT_CONFIG = dict(variant="gluon", TPW_N=4, SPT_L=8, num_warps="auto", SPT_L_MULTIWARP=4)
+_WARPS_PER_SM_TARGET = 12
+_SM_COUNT = {}
 _GLUON_FAILED = False
 
 
@@ -286,6 +299,17 @@ def _pick_block_d(want: int, ch_per_group: int) -> int:
     return bd
 
 
+def _auto_warps(rows: int, device) -> int:
+    """Warps per channel for the Gluon kernel: 1 while b*d channels give ~12 warps a multiprocessor."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    if idx not in _SM_COUNT:
+        _SM_COUNT[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    nw = 1
+    while nw < 4 and rows * nw < _WARPS_PER_SM_TARGET * _SM_COUNT[idx]:
+        nw *= 2
+    return nw
+
+
 def _gluon_geometry(cfg, block_n):
     """Resolve a Gluon config into the kernel's layout constexprs (powers of two)."""
     tpw_n = max(1, min(int(cfg["TPW_N"]), block_n))
@@ -366,10 +390,15 @@ def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
         variant, cfg = "tl", dict(_TL_FALLBACK)
     with (torch.cuda.device(u.device) if u.is_cuda else contextlib.nullcontext()):
         if variant == "gluon":
+            nw = cfg["num_warps"]
+            if nw == "auto":
+                nw = _auto_warps(b * d, u.device)
+                if nw > 1 and "SPT_L_MULTIWARP" in cfg:
+                    cfg["SPT_L"] = cfg["SPT_L_MULTIWARP"]
+            nw = int(nw)
             geo = _gluon_geometry(cfg, block_n)
             try:
-                _selective_scan_fwd_gluon2[(d, b)](*args, **flags, **geo, MASK_N=block_n != n,
-                                                   num_warps=int(cfg["num_warps"]))
+                _selective_scan_fwd_gluon2[(d, b)](*args, **flags, **geo, MASK_N=block_n != n, num_warps=nw)
             except Exception as exc:  # e.g. a Triton whose Gluon API differs: use the plain kernel
                 if config.get("variant") == "gluon":
                     raise
