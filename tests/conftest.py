@@ -12,8 +12,6 @@ MEDIA = SHARED / "media"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic import make_video  # noqa: E402
-
 
 def needs_media(name: str) -> Path:
     path = MEDIA / name
@@ -46,6 +44,7 @@ def run_cli(tmp_path):
 @pytest.fixture(scope="session")
 def video_factory(tmp_path_factory):
     """Synthetic coded videos, made once per session and shared between tests."""
+    from synthetic import make_video   # needs PyAV: imported here so GPU-only runs can skip it
     cache = {}
     folder = tmp_path_factory.mktemp("videos")
 
