@@ -1,0 +1,82 @@
+"""VFIMamba fixture cases on CUDA with every scan backend available there (skipped without CUDA).
+
+TF32 is turned off: the fixture tolerances hold only for true float32 matmuls and convolutions.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+FIX = REPO.parent / "shared" / "fixtures" / "vfimamba"
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+    pytest.mark.skipif(not (FIX / "golden_VFIMamba_S.npz").is_file(), reason=f"VFIMamba fixtures not found at {FIX}"),
+]
+
+TOL = {"flow": (1e-4, 1e-4), "merged": (5e-5, 0), "pred": (5e-5, 0), "mask": (1e-5, 0)}
+CASES = {"a": ("96x128", 0.5, 0), "b": ("96x128", 0.25, 0), "c": ("192x256", 0.5, 0.5)}
+
+
+def _backends():
+    if not torch.cuda.is_available():
+        return ["torch"]
+    from vfimamba.scan import available_backends
+    return available_backends("cuda")
+
+
+@pytest.fixture(scope="module")
+def fx():
+    from vfimamba.checkpoint import load_net
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield load_net(str(FIX / "weights_VFIMamba_S.pkl"), "cuda"), np.load(FIX / "inputs.npz"), np.load(FIX / "golden_VFIMamba_S.npz")
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def _check(name, got, want, kind):
+    atol, rtol = TOL[kind]
+    err = np.abs(got.detach().cpu().double().numpy() - want)
+    assert np.all(err <= atol + rtol * np.abs(want)), f"{name}: max abs err {err.max():.3g}"
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fixture_case_cuda(fx, case, backend):
+    net, inp, gold = fx
+    net.set_scan_backend(backend)
+    size, t, scale = CASES[case]
+    imgs = torch.cat([torch.from_numpy(inp[f"img0_{size}"]), torch.from_numpy(inp[f"img1_{size}"])], 1).cuda()
+    with torch.no_grad():
+        flows, masks, merged, pred = net(imgs, timestep=t, scale=scale, local=True)
+    for i in range(2):
+        _check(f"{case}_flow_{i} [{backend}]", flows[i], gold[f"{case}_flow_{i}"], "flow")
+        _check(f"{case}_mask_{i} [{backend}]", masks[i], gold[f"{case}_mask_{i}"], "mask")
+        _check(f"{case}_merged_{i} [{backend}]", merged[i], gold[f"{case}_merged_{i}"], "merged")
+    _check(f"{case}_pred [{backend}]", pred, gold[f"{case}_pred"], "pred")
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_fast_tta_cuda(fx, backend):
+    from vfimamba.inference import VFIMambaInterpolator
+    net, inp, gold = fx
+    net.set_scan_backend(backend)
+    interp = VFIMambaInterpolator(net, device="cuda", tta=True, scan_backend=backend)
+    img0 = torch.from_numpy(inp["img0_96x128"]).cuda()
+    img1 = torch.from_numpy(inp["img1_96x128"]).cuda()
+    _check(f"d_pred [{backend}]", interp.predict(img0, img1, [0.5]), gold["d_pred"], "pred")
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_scan_case_cuda(backend):
+    from vfimamba.scan import selective_scan
+    z = np.load(FIX / "scan_case.npz")
+    t = {k: torch.from_numpy(z[k]).cuda() for k in ("u", "delta", "A", "B", "C", "D", "delta_bias")}
+    out = selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], t["D"], t["delta_bias"], backend=backend)
+    assert np.abs(out.cpu().numpy() - z["out"]).max() <= 5e-5
