@@ -18,14 +18,12 @@ Backends:
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 BACKENDS = ("torch", "mamba_ssm", "triton")
 
-# Per-slab budget for the (b, d, L, n) state tensors of the torch backend, in elements. Three such
+# Per-slab budget for the (b, slab, n, L) state tensors of the torch backend, in elements. Three such
 # tensors live at once: 2**20 floats (4 MiB) each keeps a CPU slab in cache.
 _SLAB_ELEMS = {"cpu": 2 ** 20, "cuda": 2 ** 27}
 _CHUNK = 64
