@@ -2,8 +2,8 @@
 
     python3 bench/bench_pipeline.py INPUT.mp4 [INPUT2.mp4 ...] [--model rife] [--device auto]
 
-For each input it runs the real command line (default options: auto indent, audio) under
-/usr/bin/time, reads its per-stage timings from --report, then measures the I/O floor: decoding
+For each input it runs the real command line (default options: auto indent, audio) as a child
+process, reads its per-stage timings from --report, then measures the I/O floor: decoding
 exactly the source frames the splice shows and encoding 3n frames, with no analysis, no model and
 no audio (the same reader and writer the tool uses). Prints a table and appends it, dated and
 labelled with the machine, to bench/results/pipeline.md.
@@ -17,7 +17,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -48,14 +47,18 @@ def machine() -> str:
 
 
 def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MiB) and stderr of a command run under /usr/bin/time -v."""
-    start = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
+    """Wall seconds, peak RSS (MiB) and stderr of a command (its own peak, read with wait4)."""
+    with tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read()
     if proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) // 1024
-    return wall, rss, proc.stderr
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{text[-2000:]}")
+    return wall, usage.ru_maxrss // 1024, text
 
 
 def floor(report_path: str) -> None:
@@ -121,7 +124,7 @@ def main() -> None:
     if not results.exists():
         results.write_text("# Pipeline: whole CLI against the I/O floor\n\nMade by `bench/bench_pipeline.py`. "
                            "The floor decodes exactly the frames the splice shows and encodes 3n frames (no analysis, "
-                           "no model, no audio); both run as separate processes, timed with /usr/bin/time.\n")
+                           "no model, no audio); both run as separate processes; peak RSS is each process's own (wait4).\n")
     with open(results, "a") as f:
         f.write(text)
 
