@@ -190,3 +190,22 @@ def test_model_load_overlaps_analysis_only_with_spare_cores(video_factory, tmp_p
                                            preset="ultrafast", frame_a="130", frame_b="290"))
     assert threads["load"] is (cores < 4)
     assert report["indent"]["mode"] == "auto" and out.exists()
+
+
+def test_vfimamba_wiring_with_fixture_weights(video_factory, run_cli, tmp_path):
+    """Random-but-fixed weights give meaningless pixels: this checks wiring, sizes and layout."""
+    from conftest import SHARED
+    ckpt = SHARED / "fixtures" / "vfimamba" / "weights_VFIMamba_S.pkl"
+    if not ckpt.exists():
+        pytest.skip(f"{ckpt} is absent: the VFIMamba fixtures sit beside the project checkout (../shared)")
+    out, gen = tmp_path / "o.mp4", tmp_path / "gen"
+    r = run_cli("--input", video_factory(), "--output", out, "--model", "vfimamba", "--ckpt", ckpt,
+                "--device", "cpu", "--frame-a", 130, "--frame-b", 290, "--time-indent", "0",
+                "--save-generated", gen, "--preset", "ultrafast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.report["model"]["name"] == "vfimamba_s" and "F=16" in r.report["model"]["description"]
+    assert r.report["model"]["why"] == "asked for with --model vfimamba"
+    assert_layout(out, r.report)
+    names = sorted(p.name for p in gen.iterdir())
+    assert names == ["000126.png", "000127.png", "000128.png"]
+    assert cv2.imread(str(gen / names[0])).shape == (240, 320, 3)
