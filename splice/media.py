@@ -265,7 +265,9 @@ class ClipWriter:
     """H.264 (libx264, yuv420p) at a constant rate with exact pts, plus optional AAC audio."""
 
     def __init__(self, path: str, source: VideoSource, crf: int, audio: bool, preset: str = "medium"):
-        self.container = av.open(path, "w", options={"movflags": "+faststart"})
+        # The index goes first in MP4/MOV so that players and browsers can start before the end.
+        quicktime = Path(path).suffix.lower() in (".mp4", ".mov", ".m4v")
+        self.container = av.open(path, "w", options={"movflags": "+faststart"} if quicktime else {})
         self.rate = source.rate
         # libx264's 4:2:0 needs even sizes: odd ones get one replicated row/column.
         self.width = source.width + source.width % 2

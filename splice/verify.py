@@ -52,12 +52,9 @@ def probe_clip(path: str) -> ClipFacts:
         rate = Fraction(v.average_rate)
         audio = None
         if c.streams.audio:
-            a = c.streams.audio[0]
-            samples = 0
-            c.seek(0)
-            for frame in c.decode(a):
-                samples += frame.samples
-            audio = samples / a.codec_context.sample_rate
+            with av.open(path) as fresh:   # a fresh reader: seeking back is unreliable in some formats (MKV)
+                a = fresh.streams.audio[0]
+                audio = sum(frame.samples for frame in fresh.decode(a)) / a.codec_context.sample_rate
         return ClipFacts(len(times), rate, v.codec_context.width, v.codec_context.height,
                          float(len(times) / rate), audio, v.codec_context.name,
                          v.codec_context.pix_fmt, times)

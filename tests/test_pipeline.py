@@ -209,3 +209,14 @@ def test_vfimamba_wiring_with_fixture_weights(video_factory, run_cli, tmp_path):
     names = sorted(p.name for p in gen.iterdir())
     assert names == ["000126.png", "000127.png", "000128.png"]
     assert cv2.imread(str(gen / names[0])).shape == (240, 320, 3)
+
+
+def test_mkv_output_with_audio(video_factory, run_cli, tmp_path):
+    from splice.verify import verify
+    out = tmp_path / "out.mkv"
+    r = run_cli("--input", video_factory(), "--output", out, "--frame-a", 130, "--frame-b", 290,
+                "--time-indent", "0", *FAST)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    result = verify(str(out), r.report)
+    assert result.ok, result.problems
+    assert abs(result.facts.audio_duration - 15) <= 1 / 25
