@@ -137,6 +137,9 @@ def plan_splice(rate: Fraction, frame_count: int, a: int, b: int, indent: int,
         raise PlanError(f"Frame B is at {seconds(b, rate)}; it needs 5 s of footage after it and the "
                         f"video is {end} long (pick a frame at or before "
                         f"{seconds(frame_count - n, rate)}, frame {frame_count - n})")
+    if generated > n - 2:
+        raise PlanError(f"--interp-frames {generated} is too many: the middle 5 s holds A, at least one "
+                        f"frame before B and at most {n - 2} generated frames at {float(rate):.3g} fps")
     j = n - 1 - indent - generated
     if j < 1:
         raise PlanError(f"An indent of {indent} frames ({seconds(indent, rate)}) with {generated} "
