@@ -124,14 +124,20 @@ def check_frames(output: str, source: VideoSource, plan) -> list[FrameCheck]:
     return checks
 
 
-def verify(output: str, report: dict | str, min_psnr: float = MIN_COPY_PSNR) -> Verification:
-    """Every check of the contract; `problems` lists each broken one in a sentence."""
+def _source_and_plan(report: dict | str):
+    """The report (read if given as a path), its source video and the plan it describes."""
     if isinstance(report, str):
         with open(report) as f:
             report = json.load(f)
     source = VideoSource(report["input"])
     plan = plan_splice(source.rate, source.frame_count, report["a"]["index"], report["b"]["index"],
                        report["indent"]["i"], report["m"])
+    return report, source, plan
+
+
+def verify(output: str, report: dict | str, min_psnr: float = MIN_COPY_PSNR) -> Verification:
+    """Every check of the contract; `problems` lists each broken one in a sentence."""
+    report, source, plan = _source_and_plan(report)
     facts = probe_clip(output)
     result = Verification(facts, [], n=plan.n)
     problems = result.problems
@@ -279,12 +285,7 @@ def frame_offsets(output: str, report: dict | str, radius: int = 1, width: int =
     luma frames, the mean difference to the named frame against that to each neighbour, and
     reports a frame only where a neighbour is clearly closer (by `margin` grey levels and by a
     third). Repeated source frames (pulldown) tie and are not reported."""
-    if isinstance(report, str):
-        with open(report) as f:
-            report = json.load(f)
-    source = VideoSource(report["input"])
-    plan = plan_splice(source.rate, source.frame_count, report["a"]["index"], report["b"]["index"],
-                       report["indent"]["i"], report["m"])
+    report, source, plan = _source_and_plan(report)
     small: dict[int, np.ndarray] = {}
     for window in (plan.before, plan.after):
         lo, hi = max(0, window.start - radius), min(source.frame_count, window.stop + radius)
