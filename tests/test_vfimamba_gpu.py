@@ -14,7 +14,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-FIX = REPO.parent / "shared" / "fixtures" / "vfimamba"
+import os
+
+# ../shared first (CI and this machine); the GPU machine gets a copy in the ignored .carry/vfi/fixtures,
+# or wherever VFIMAMBA_FIXTURES points.
+FIX = next((p for p in (Path(os.environ.get("VFIMAMBA_FIXTURES", REPO.parent / "shared" / "fixtures" / "vfimamba")),
+                        REPO / ".carry" / "vfi" / "fixtures") if (p / "golden_VFIMamba_S.npz").is_file()),
+           REPO.parent / "shared" / "fixtures" / "vfimamba")
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
     pytest.mark.skipif(not (FIX / "golden_VFIMamba_S.npz").is_file(), reason=f"VFIMamba fixtures not found at {FIX}"),

@@ -79,6 +79,10 @@ class SS2D(nn.Module):
         self.out_norm = nn.LayerNorm(di)  # default eps 1e-5: the config's eps=1e-6 is never used
         self.out_proj = nn.Linear(di, d_model, bias=False)
         self.scan_backend = "auto"
+        # Fast-path switches (VFIMambaNet.set_fast): hand the scan its inputs in the autocast dtype
+        # (the kernels keep the state in float32), and the memory layout of the conv inputs.
+        self.half_scan = False
+        self.mf = torch.contiguous_format
         self.reset_parameters()
 
     @torch.no_grad()
@@ -113,9 +117,10 @@ class SS2D(nn.Module):
         dts, Bs, Cs = torch.split(proj, [self.dt_rank, self.d_state, self.d_state], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
 
+        cast = (lambda t: t) if self.half_scan and self.scan_backend in ("triton", "mamba_ssm") else (lambda t: t.float())
         y = selective_scan(
-            xs.float().reshape(b, K * di, L), dts.float().reshape(b, K * di, L),
-            -torch.exp(self.A_logs.float()), Bs.float(), Cs.float(), self.Ds.float(),
+            cast(xs).reshape(b, K * di, L), cast(dts).reshape(b, K * di, L),
+            -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
             self.dt_projs_bias.float().reshape(-1), delta_softplus=True, backend=self.scan_backend,
         ).view(b, K, di, L)
 
@@ -131,7 +136,7 @@ class SS2D(nn.Module):
         """x: (2b, H, W, C) channels-last -> same shape."""
         b2, H, W, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous(memory_format=self.mf)))
         y = self._scan(x)  # (b, di, 2HW), interleaved frames
         y = y.transpose(1, 2).reshape(b2 // 2, H * W, 2, self.d_inner)
         y = torch.cat([y[:, :, 0], y[:, :, 1]], dim=0).view(b2, H, W, self.d_inner)
@@ -150,13 +155,14 @@ class VSSBlock(nn.Module):
         self.conv_blk = CAB(dim)
         self.ln_2 = nn.LayerNorm(dim)
         self.skip_scale2 = nn.Parameter(torch.ones(dim))
+        self.mf = torch.contiguous_format  # channels_last in the fast path: no NHWC<->NCHW copies
 
     def forward(self, x):
         x = x.permute(0, 2, 3, 1)
         x = x * self.skip_scale + self.self_attention(self.ln_1(x))
-        c = self.conv_blk(self.ln_2(x).permute(0, 3, 1, 2).contiguous()).permute(0, 2, 3, 1)
+        c = self.conv_blk(self.ln_2(x).permute(0, 3, 1, 2).contiguous(memory_format=self.mf)).permute(0, 2, 3, 1)
         x = x * self.skip_scale2 + c
-        return x.permute(0, 3, 1, 2).contiguous()
+        return x.permute(0, 3, 1, 2).contiguous(memory_format=self.mf)
 
 
 class MambaStage(nn.Module):
@@ -177,9 +183,10 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.proj = nn.Conv2d(cin, cout, 3, 2, 1)
         self.norm = nn.LayerNorm(cin)
+        self.mf = torch.contiguous_format
 
     def forward(self, x):
-        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
+        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous(memory_format=self.mf)
         return self.proj(x)
 
 

@@ -55,6 +55,20 @@ class VFIMambaNet(nn.Module):
             if isinstance(m, SS2D):
                 m.scan_backend = backend
 
+    def set_fast(self, half_scan: bool = False, channels_last: bool = False):
+        """Fast-path switches. half_scan: under autocast, the scan gets its inputs in half precision
+        (its state stays float32). channels_last: weights and conv activations in NHWC, which also
+        removes the backbone's NHWC<->NCHW copies. Both off = the exact float32 path."""
+        mf = torch.channels_last if channels_last else torch.contiguous_format
+        for m in self.modules():
+            if isinstance(m, SS2D):
+                m.half_scan = half_scan
+            if hasattr(m, "mf"):
+                m.mf = mf
+        self.to(memory_format=mf)
+        self.channels_last = channels_last
+        return self
+
     @staticmethod
     def _pairs(feats, repeats):
         """Split [frame0 features; frame1 features] and repeat each pair `repeats` times (one per timestep)."""
@@ -106,9 +120,10 @@ class VFIMambaNet(nn.Module):
             feat = torch.cat([f0s[-1 - i], f1s[-1 - i]], 1)
             if flow is None:
                 flow, mask = self.block[i](feat, torch.cat([img0, img1, t], 1))
+                flow, mask = flow.float(), mask.float()  # flows stay float32 under autocast
             else:
                 flow_d, mask_d = self.block[i](feat, torch.cat([img0, img1, warped0, warped1, mask, t], 1), flow)
-                flow, mask = flow + flow_d, mask + mask_d
+                flow, mask = flow + flow_d.float(), mask + mask_d.float()
             m = torch.sigmoid(mask)
             warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
             flows.append(flow)
@@ -131,7 +146,7 @@ class VFIMambaNet(nn.Module):
             flows, masks, merged = [], [], []
             for blk in self.local_block:
                 flow_d, mask_d = blk(torch.cat([img0, img1, warped0, warped1, mask], 1), flow)
-                flow, mask = flow + flow_d, mask + mask_d
+                flow, mask = flow + flow_d.float(), mask + mask_d.float()
                 m = torch.sigmoid(mask)
                 warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
                 flows.append(flow)
@@ -140,5 +155,5 @@ class VFIMambaNet(nn.Module):
 
         c0, c1 = self._warp_features(f0s, f1s, flow)
         res = self.unet(img0, img1, warped0, warped1, mask, flow, c0, c1)[:, :3] * 2 - 1
-        pred = torch.clamp(merged[-1] + res, 0, 1)
+        pred = torch.clamp(merged[-1] + res.float(), 0, 1)
         return flows, masks, merged, pred
