@@ -52,6 +52,8 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "bf16": (torch.bfloat16, True, True, True, False),
     "fp16-graph": (torch.float16, True, True, True, True),
     "bf16-graph": (torch.bfloat16, True, True, True, True),
+    "fp16-compile": (torch.float16, True, True, True, False),
+    "fp16-compile-graph": (torch.float16, True, True, True, True),
 }
 
 
@@ -119,6 +121,8 @@ def make_fn(net, variant, backend, dev):
         with torch.autocast("cuda", dtype=ac, enabled=ac is not None):
             return net(x, t, scale=0, local=True)[3]
 
+    if "compile" in variant:
+        fwd = torch.compile(fwd, dynamic=False)
     if cl:
         base = fwd
         fwd = lambda x: base(x.contiguous(memory_format=torch.channels_last))  # noqa: E731
@@ -162,6 +166,26 @@ def time_fn(fn, x, warmup, iters):
     return statistics.median(ts), min(ts), torch.cuda.max_memory_allocated() / 2 ** 20
 
 
+def profile(a, dev):
+    from torch.profiler import ProfilerActivity, profile as tprof
+    for spec in a.profile.split(","):
+        mname, res, be, vname = spec.split(":")
+        net = build_ours(MODELS[mname], a.weights_s, dev)
+        w, h = RES[res]
+        x = load_pair(a.frames, w, h, dev)
+        fn = make_fn(net, vname, be, dev)
+        with tf32(VARIANTS[vname][1]), torch.no_grad():
+            ms, _, _ = time_fn(fn, x, 3, 5)
+            with tprof(activities=[ProfilerActivity.CUDA]) as p:
+                for _ in range(3):
+                    fn(x)
+                torch.cuda.synchronize()
+        print(f"\n== profile {spec}: {ms:.2f} ms/frame (3 frames profiled)")
+        print(p.key_averages().table(sort_by="cuda_time_total", row_limit=45, max_name_column_width=90))
+        del net
+        torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", default="480p,720p,1080p")
@@ -176,18 +200,24 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--json", default="")
+    ap.add_argument("--profile", default="", help="MODEL:RES:BACKEND:VARIANT[,...]: print the top CUDA kernels, then exit")
     ap.add_argument("--results", default=str(REPO / "bench" / "results" / "vfimamba_gpu.md"))
     a = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_vfimamba: needs CUDA")
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
+    import torch._dynamo as dynamo  # every VSSBlock instance and dtype is a recompile: raise the limits
+    dynamo.config.recompile_limit = 256
+    dynamo.config.accumulated_recompile_limit = 4096
     gpu = torch.cuda.get_device_name(0)
     from vfimamba.scan import available_backends
     backends = a.backends.split(",") if a.backends else available_backends("cuda")
     variants = a.variants.split(",")
     print(f"GPU {gpu}; torch {torch.__version__}; backends {backends}; variants {variants}", flush=True)
     rows = []
+    if a.profile:
+        return profile(a, dev)
 
     def record(**r):
         rows.append(r)
@@ -245,6 +275,7 @@ def main():
                         ours.set_fast(False, False)
                         torch.cuda.empty_cache()
         del ours, off
+        dynamo.reset()
         torch.cuda.empty_cache()
 
     # -- table ---------------------------------------------------------------------------------------

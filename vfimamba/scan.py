@@ -71,6 +71,7 @@ def resolve_backend(backend: str, device) -> str:
     return backend
 
 
+@torch.compiler.disable  # torch.compile of the net runs the scan kernels as they are (a graph break)
 def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto"):
     """u, delta: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,) -> (b, d, l) float32."""
     name = resolve_backend(backend, u.device)
