@@ -194,7 +194,10 @@ def main():
     ap.add_argument("--variants", default="fp32,tf32,fp16,bf16,fp16-graph")
     ap.add_argument("--mamba-variants", default="fp32,fp16", help="variants timed with the mamba_ssm scan")
     ap.add_argument("--torch-backend-res", default="720p", help="resolutions at which the slow torch scan is timed")
-    ap.add_argument("--frames", default=str(REPO / ".carry" / "vfi" / "pair.npz"))
+    ap.add_argument("--frames", default=next((str(p) for p in (REPO / ".carry" / "vfi" / "pair.npz",
+                                                                REPO.parent / "shared" / "fixtures" / "vfimamba" / "inputs.npz")
+                                               if p.is_file()), ""),
+                    help="npz with 'frames' (2, H, W, 3) BGR uint8, or the fixture inputs.npz")
     ap.add_argument("--weights-s", default="")
     ap.add_argument("--no-official", action="store_true")
     ap.add_argument("--warmup", type=int, default=5)
