@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from . import indent as indent_score
@@ -216,31 +214,15 @@ def run(opts: Options, log=print) -> dict:
     plan_splice(rate, source.frame_count, a.index, b.index, 0, opts.interp_frames)  # fail before loading models
     if opts.time_indent != "auto":
         choose_indent(source, a.index, b.index, opts, False)
-    def load():
-        with watch("model_load"):
-            loaded = load_model(opts.model, opts.device, opts.ckpt, opts.offline, opts.tta, log=say)
-            if str(getattr(loaded.interpolator, "device", "cpu")).startswith("cuda"):
-                # The first call at a frame size pays for CUDA start-up and cuDNN's autotuning.
-                blank = np.zeros((source.height, source.width, 3), np.uint8)
-                loaded.interpolator.interpolate(blank, blank, [0.5])
-            return loaded
-
-    # With cores to spare, the model loads while the indent analysis decodes and scores frames;
-    # on a 2-core machine the two only slow each other down, so they take turns.
-    with ThreadPoolExecutor(1) as pool:
-        loading = pool.submit(load) if (os.cpu_count() or 1) >= 4 else None
+    # Loading the model in a thread while the indent analysis runs was tried and measured slower,
+    # on 2 cores and on a 16-core GPU machine alike (bench/results/pipeline.md): they take turns.
+    with watch("model_load"):
         try:
-            if loading is None:
-                loaded = load()
-            with watch("analyse"):
-                i, indent_info = choose_indent(source, a.index, b.index, opts, progress)
-            if loading is not None:
-                loaded = loading.result()
+            loaded = load_model(opts.model, opts.device, opts.ckpt, opts.offline, opts.tta, log=say)
         except ModelError as e:
             raise UserError(str(e))
-        finally:
-            if loading is not None:
-                loading.cancel()
+    with watch("analyse"):
+        i, indent_info = choose_indent(source, a.index, b.index, opts, progress)
     say(f"model: {loaded.name} ({loaded.description}); {loaded.why}")
     plan = plan_splice(rate, source.frame_count, a.index, b.index, i, opts.interp_frames)
     if indent_info["mode"] == "auto":

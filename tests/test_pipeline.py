@@ -173,25 +173,6 @@ def test_generated_frames_lie_between_their_endpoints(video_factory, tmp_path):
     assert diff_a > 0 and diff_b > 0 and abs(diff_a - diff_b) < 0.5 * max(diff_a, diff_b)
 
 
-@pytest.mark.parametrize("cores", [2, 8])
-def test_model_load_overlaps_analysis_only_with_spare_cores(video_factory, tmp_path, monkeypatch, cores):
-    import threading
-    from splice import pipeline
-    threads = {}
-    real_load = pipeline.load_model
-
-    def spy(*args, **kwargs):
-        threads["load"] = threading.current_thread() is threading.main_thread()
-        return real_load(*args, **kwargs)
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: cores)
-    monkeypatch.setattr(pipeline, "load_model", spy)
-    out = tmp_path / "o.mp4"
-    report = pipeline.run(pipeline.Options(str(video_factory()), str(out), model="flow", quiet=True,
-                                           preset="ultrafast", frame_a="130", frame_b="290"))
-    assert threads["load"] is (cores < 4)
-    assert report["indent"]["mode"] == "auto" and out.exists()
-
-
 def test_vfimamba_wiring_with_fixture_weights(video_factory, run_cli, tmp_path):
     """Random-but-fixed weights give meaningless pixels: this checks wiring, sizes and layout."""
     from conftest import SHARED
