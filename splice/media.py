@@ -300,11 +300,11 @@ class ClipWriter:
 
     def _yuv(self, frame):
         """A decoded source frame as yuv420p, keeping its pixels where the format already fits."""
+        if self.pad != (0, 0):
+            return self._from_rgb(to_rgb(frame))   # padding is simplest on RGB; odd sizes are rare
         if frame.format.name != "yuv420p" or frame.color_range != self.color_range:
             frame = frame.reformat(format="yuv420p", src_color_range=frame.color_range,
                                    dst_color_range=self.color_range)
-        if self.pad != (0, 0):
-            return self._from_rgb(to_rgb(frame))
         return frame
 
     def _pad_rgb(self, rgb):
