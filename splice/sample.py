@@ -29,16 +29,16 @@ def draw(k: int) -> np.ndarray:
     t = k / RATE
     img = np.empty((h, w, 3), np.uint8)
     img[:] = np.linspace(60, 150, w, dtype=np.uint8)[None, :, None]        # a lit wall
-    cv2.rectangle(img, (80, 420), (400, 720), (90, 70, 50), -1)            # a shelf
+    cv2.rectangle(img, (80, 420), (400, 720), (110, 80, 55), -1)           # a shelf
     cx = int(w / 2 + 40 * np.sin(2 * np.pi * 0.15 * t))                   # the head sways
     cy = int(h / 2 + 10 * np.sin(2 * np.pi * 0.31 * t))
-    cv2.ellipse(img, (cx, cy + 330), (260, 140), 0, 180, 360, (40, 60, 120), -1)   # shoulders
-    cv2.ellipse(img, (cx, cy), (150, 190), 0, 0, 360, (150, 180, 225), -1)         # face
+    cv2.ellipse(img, (cx, cy + 330), (260, 140), 0, 180, 360, (50, 70, 120), -1)   # shoulders
+    cv2.ellipse(img, (cx, cy), (150, 190), 0, 0, 360, (225, 180, 150), -1)         # face
     blink = (t % 3.7) < 0.12
     for ex in (-55, 55):
         cv2.ellipse(img, (cx + ex, cy - 40), (22, 3 if blink else 12), 0, 0, 360, (40, 40, 40), -1)
     opening = mouth_opening(t)
-    cv2.ellipse(img, (cx, cy + 85), (45, int(4 + 26 * opening)), 0, 0, 360, (40, 30, 120), -1)
+    cv2.ellipse(img, (cx, cy + 85), (45, int(4 + 26 * opening)), 0, 0, 360, (120, 30, 40), -1)
     cv2.putText(img, f"{t:5.2f} s", (w - 260, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
     return img
 
