@@ -31,6 +31,13 @@ class Config:
         return {16: "VFIMamba_S", 32: "VFIMamba"}.get(self.F, f"VFIMamba_F{self.F}")
 
 
+def _merge(img0, img1, flow, mask):
+    """Both frames warped by their halves of the flow, the mask squashed to a weight, and their blend."""
+    m = torch.sigmoid(mask)
+    warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+    return warped0, warped1, m, warped0 * m + warped1 * (1 - m)
+
+
 def _resize(x, factor):
     return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
@@ -124,11 +131,10 @@ class VFIMambaNet(nn.Module):
             else:
                 flow_d, mask_d = self.block[i](feat, torch.cat([img0, img1, warped0, warped1, mask, t], 1), flow)
                 flow, mask = flow + flow_d.float(), mask + mask_d.float()
-            m = torch.sigmoid(mask)
-            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+            warped0, warped1, m, blend = _merge(img0, img1, flow, mask)
             flows.append(flow)
             masks.append(m)
-            merged.append(warped0 * m + warped1 * (1 - m))
+            merged.append(blend)
 
         if scale > 0:
             # Back to full resolution: new backbone features, flow and mask upsampled.
@@ -138,20 +144,18 @@ class VFIMambaNet(nn.Module):
             up = img0.shape[3] / flow.shape[3]
             flow = _resize(flow, up) * up
             mask = _resize(mask, up)
-            m = torch.sigmoid(mask)
-            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
-            merged.append(warped0 * m + warped1 * (1 - m))
+            warped0, warped1, _, blend = _merge(img0, img1, flow, mask)
+            merged.append(blend)
 
         if local:
             flows, masks, merged = [], [], []
             for blk in self.local_block:
                 flow_d, mask_d = blk(torch.cat([img0, img1, warped0, warped1, mask], 1), flow)
                 flow, mask = flow + flow_d.float(), mask + mask_d.float()
-                m = torch.sigmoid(mask)
-                warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+                warped0, warped1, m, blend = _merge(img0, img1, flow, mask)
                 flows.append(flow)
                 masks.append(m)
-                merged.append(warped0 * m + warped1 * (1 - m))
+                merged.append(blend)
 
         c0, c1 = self._warp_features(f0s, f1s, flow)
         res = self.unet(img0, img1, warped0, warped1, mask, flow, c0, c1)[:, :3] * 2 - 1
