@@ -1,11 +1,13 @@
-"""CPU timing of the VFIMamba port: ms per 720p frame, and the vectorised scan vs the sequential loop.
+"""CPU timing of the VFIMamba port: ms per frame, and the scan backends vs the sequential loop.
 
     python bench/bench_vfimamba_cpu.py                 # VFIMamba_S (fixture weights) at 720p + scan
     python bench/bench_vfimamba_cpu.py --models s f32  # also VFIMamba (F=32, random weights)
+    python bench/bench_vfimamba_cpu.py --scan --sizes 854x480 1920x1080 --models s f32
 
 Appends one dated line per measurement to bench/results/vfimamba_cpu.md (unless --no-record).
-The scan runs with backend "torch" throughout. On a shared machine the numbers move with the load,
-so the load average is recorded too.
+The scan comparison times the compiled kernel ("cpu"), the vectorised PyTorch scan ("torch") and the
+sequential loop (selective_scan_reference); the models run with --scan-backend (default auto: "cpu"
+where it builds). On a shared machine the numbers move with the load, so the load average is recorded.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ sys.path.insert(0, str(REPO))
 from vfimamba.checkpoint import load_net  # noqa: E402
 from vfimamba.inference import Padder, VFIMambaInterpolator  # noqa: E402
 from vfimamba.model import Config, VFIMambaNet  # noqa: E402
-from vfimamba.scan import selective_scan, selective_scan_reference  # noqa: E402
+from vfimamba.scan import (available_backends, resolve_backend, selective_scan,  # noqa: E402
+                           selective_scan_reference)
 
 FIX = REPO.parent / "shared" / "fixtures" / "vfimamba"
 RESULTS = REPO / "bench" / "results" / "vfimamba_cpu.md"
@@ -63,15 +66,16 @@ def frames(w, h):
     return f0, np.roll(f0, 4, axis=1)
 
 
-def bench_model(which, w, h, repeat, rec):
+def bench_model(which, w, h, repeat, rec, backend):
     if which == "s":
         path = FIX / "weights_VFIMamba_S.pkl"
         net, src = (load_net(str(path)), "fixture weights") if path.is_file() else (VFIMambaNet(Config(16)).eval(), "random weights")
     else:
         torch.manual_seed(0)
         net, src = VFIMambaNet(Config(32)).eval(), "random weights"
-    net.set_scan_backend("torch")
-    interp = VFIMambaInterpolator(net, tta=False, scan_backend="torch")
+    backend = resolve_backend(backend, "cpu")
+    net.set_scan_backend(backend)
+    interp = VFIMambaInterpolator(net, tta=False, scan_backend=backend)
     f0, f1 = frames(w, h)
     interp.interpolate(f0[:96, :128], f1[:96, :128], [0.5])  # warm-up at a small size
     times = []
@@ -80,7 +84,7 @@ def bench_model(which, w, h, repeat, rec):
         out = interp.interpolate(f0, f1, [0.5])
         times.append(time.perf_counter() - t)
     assert out[0].shape == (h, w, 3)
-    record(f"{net.cfg.name} (F={net.cfg.F}, {src}) {w}x{h}, 1 timestep, TTA off: "
+    record(f"{net.cfg.name} (F={net.cfg.F}, {src}) {w}x{h}, scan {backend}, 1 timestep, TTA off: "
            f"{min(times) * 1e3:.0f} ms/frame (best of {repeat}; all: {', '.join(f'{x:.1f}s' for x in times)}) "
            f"[{machine()}]", rec)
 
@@ -100,27 +104,32 @@ def bench_scan(F, w, h, rec, ref_steps):
     B = torch.randn(1, g, n, L, generator=gen)
     C = torch.randn(1, g, n, L, generator=gen)
     D = torch.ones(d)
-    vec = []
-    for _ in range(3):
-        t = time.perf_counter()
-        out = selective_scan(u, delta, A, B, C, D, bias, backend="torch")
-        vec.append(time.perf_counter() - t)
+    best, outs = {}, {}
+    for backend in available_backends("cpu"):  # "cpu" (when it builds) and "torch"
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            outs[backend] = selective_scan(u, delta, A, B, C, D, bias, backend=backend)
+            times.append(time.perf_counter() - t)
+        best[backend] = min(times)
     steps = L if ref_steps <= 0 else min(L, ref_steps)
     t = time.perf_counter()
     ref = selective_scan_reference(u[..., :steps], delta[..., :steps], A, B[..., :steps], C[..., :steps], D, bias)
     t_ref = (time.perf_counter() - t) * L / steps  # a sequential loop: linear in L
-    err = (ref - out[..., :steps]).abs().max().item()
     how = "measured" if steps == L else f"timed on the first {steps} steps, scaled to L"
-    record(f"scan 1x{d}x{L} (F={F} stage 3 at {w}x{h}): vectorised torch {min(vec) * 1e3:.0f} ms, sequential "
-           f"reference {t_ref * 1e3:.0f} ms ({how}), speedup {t_ref / min(vec):.1f}x, max |diff| {err:.1e} "
-           f"[{machine()}]", rec)
+    parts = [f"{name} {sec * 1e3:.0f} ms ({t_ref / sec:.1f}x, max |diff| "
+             f"{(ref - outs[name][..., :steps]).abs().max().item():.1e})" for name, sec in best.items()]
+    record(f"scan 1x{d}x{L} (F={F} stage 3 at {w}x{h}): sequential reference {t_ref * 1e3:.0f} ms ({how}); "
+           f"{'; '.join(parts)} [{machine()}]", rec)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=["s"], choices=["s", "f32"])
     ap.add_argument("--scan", nargs="*", type=int, default=[16], help="F values for the scan comparison")
-    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--sizes", nargs="*", default=["1280x720"], help="frame sizes for the models (WxH)")
+    ap.add_argument("--scan-size", default="1280x720", help="frame size whose stage-3 scan is timed")
+    ap.add_argument("--scan-backend", default="auto", help="scan backend for the models: auto, cpu or torch")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--ref-steps", type=int, default=0, help="time the reference on this many steps only (0: all)")
@@ -128,12 +137,14 @@ def main():
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    w, h = (int(x) for x in a.size.split("x"))
     torch.set_grad_enabled(False)
+    w, h = (int(x) for x in a.scan_size.split("x"))
     for F in a.scan:
         bench_scan(F, w, h, not a.no_record, a.ref_steps)
-    for m in a.models:
-        bench_model(m, w, h, a.repeat, not a.no_record)
+    for size in a.sizes:
+        w, h = (int(x) for x in size.split("x"))
+        for m in a.models:
+            bench_model(m, w, h, a.repeat, not a.no_record, a.scan_backend)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import vfimamba  # noqa: E402
 from vfimamba.checkpoint import load_net, read_state_dict  # noqa: E402
 from vfimamba.inference import Padder, VFIMambaInterpolator, auto_scale, normalise_scale  # noqa: E402
 from vfimamba.model import Config, VFIMambaNet  # noqa: E402
+from vfimamba import scan_cpu  # noqa: E402
 from vfimamba.scan import available_backends, selective_scan, selective_scan_reference  # noqa: E402
 
 FIX = REPO.parent / "shared" / "fixtures" / "vfimamba"
@@ -38,11 +39,13 @@ def assert_close(name, got, want, kind):
     assert np.all(err <= bound), f"{name}: max abs err {err.max():.3g} (allowed {atol} + {rtol}*|ref|)"
 
 
-@pytest.fixture(scope="module")
-def fx():
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+@pytest.fixture(scope="module", params=["torch", "cpu"])
+def fx(request):
+    """The fixture net with each CPU scan backend: the whole model must match with either."""
+    if request.param not in available_backends("cpu"):
+        pytest.skip(f"compiled CPU scan unavailable: {scan_cpu.error()}")
     net = load_net(str(FIX / "weights_VFIMamba_S.pkl"), "cpu")
-    net.set_scan_backend("torch")
+    net.set_scan_backend(request.param)
     return net, np.load(FIX / "inputs.npz"), np.load(FIX / "golden_VFIMamba_S.npz")
 
 
@@ -124,9 +127,11 @@ def _scan_fn(backend):
 
 
 @needs_fixtures
-@pytest.mark.parametrize("backend", ["torch", "reference", "mamba_ssm", "triton"])
+@pytest.mark.parametrize("backend", ["torch", "cpu", "reference", "mamba_ssm", "triton"])
 def test_scan_case(backend):
     dev = "cpu"
+    if backend == "cpu" and "cpu" not in available_backends("cpu"):
+        pytest.skip(f"compiled CPU scan unavailable: {scan_cpu.error()}")
     if backend in ("mamba_ssm", "triton"):
         if not torch.cuda.is_available():
             pytest.skip(f"{backend} needs CUDA")
@@ -189,9 +194,101 @@ def test_vectorised_scan_paths_are_exercised(monkeypatch):
 
 
 def test_available_backends_cpu():
-    assert available_backends("cpu") == ["torch"]
+    assert available_backends("cpu") in (["cpu", "torch"], ["torch"])
     with pytest.raises(ValueError):
         selective_scan(*_random_scan_inputs(1, 4, 2, 1, 3), backend="mamba_ssm")
+
+
+# -- the compiled CPU scan ------------------------------------------------------------------------------
+needs_cpu_scan = pytest.mark.skipif(not scan_cpu.available(), reason=f"no compiled CPU scan: {scan_cpu.error()}")
+
+
+@needs_cpu_scan
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+@pytest.mark.parametrize("b,d,n,g,length", [
+    (2, 32, 16, 4, 1037),  # the model's state size; a length that is no multiple of the 128-step tile
+    (1, 24, 5, 2, 300),    # another state size (the generic loop); 12 channels per group: a partial block
+    (1, 3, 1, 1, 1),       # fewer channels than vector lanes, one step
+    (3, 40, 64, 5, 129),   # the largest state the kernel takes
+])
+def test_cpu_scan_equals_sequential(b, d, n, g, length, regime):
+    scale, shift = REGIMES[regime]
+    args = _random_scan_inputs(b, d, n, g, length, seed=length + n, delta_scale=scale, delta_shift=shift)
+    ref = selective_scan_reference(*args)
+    out = selective_scan(*args, backend="cpu")
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+@needs_cpu_scan
+def test_cpu_scan_extreme_decays_and_inputs():
+    # delta * |A| up to ~1e3 (decays underflow to 0) and tiny deltas (decays of 1 - 1e-9) in one call;
+    # non-contiguous, float64 inputs must be taken as they come.
+    u, delta, A, B, C, D, bias = _random_scan_inputs(1, 16, 16, 2, 700, seed=5, delta_scale=30.0)
+    delta[:, 8:] = -30.0
+    ref = selective_scan_reference(u, delta, A, B, C, D, bias)
+    out = selective_scan(u.double().transpose(0, 1).contiguous().transpose(0, 1), delta.double(), A, B, C, D, bias,
+                         backend="cpu")
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+@needs_cpu_scan
+def test_cpu_scan_threads_split_channels_exactly():
+    args = _random_scan_inputs(1, 72, 16, 3, 200, seed=9)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = selective_scan(*args, backend="cpu")
+        torch.set_num_threads(3)  # 72 channels in 3 groups of 24: ranges cut at multiples of 8
+        three = selective_scan(*args, backend="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, three)
+
+
+def test_cpu_scan_declines_what_it_cannot_do():
+    u, delta, A, B, C, D, bias = _random_scan_inputs(1, 8, 4, 1, 50, seed=2)
+    assert scan_cpu.supports(A, True)
+    assert not scan_cpu.supports(A, False)           # a raw delta may be negative: growth, not decay
+    assert not scan_cpu.supports(-A, True)           # A > 0
+    assert not scan_cpu.supports(torch.zeros(8, 65), True)
+    # selective_scan then takes the PyTorch path, with the same result as the reference
+    delta = delta.abs()
+    ref = selective_scan_reference(u, delta, A, B, C, D, None, delta_softplus=False)
+    out = selective_scan(u, delta, A, B, C, D, None, delta_softplus=False,
+                         backend="cpu" if scan_cpu.available() else "torch")
+    assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (out - ref).abs().max()
+
+
+def test_cpu_scan_without_a_compiler_falls_back_with_a_warning(monkeypatch, tmp_path):
+    import vfimamba.scan as scan
+    monkeypatch.setattr(scan_cpu, "_lib", None)
+    monkeypatch.setattr(scan_cpu, "_error", None)
+    monkeypatch.setattr(scan, "_warned_cpu", False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(scan_cpu, "_compiler", lambda: None)
+    assert available_backends("cpu") == ["torch"]
+    assert "no C++ compiler" in scan_cpu.error()
+    with pytest.warns(RuntimeWarning, match="compiled CPU scan is unavailable .*no C\\+\\+ compiler"):
+        assert scan.resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(ValueError, match="not available"):
+        scan.resolve_backend("cpu", "cpu")
+    assert not list(tmp_path.rglob("*.so"))
+
+
+def test_cpu_scan_build_is_cached_by_source(monkeypatch, tmp_path):
+    if scan_cpu._compiler() is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setattr(scan_cpu, "_lib", None)
+    monkeypatch.setattr(scan_cpu, "_error", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert scan_cpu.available(), scan_cpu.error()
+    built = list((tmp_path / "interpolate_video").glob("scan_cpu-*.so"))
+    assert len(built) == 1 and not [p for p in tmp_path.rglob("*") if p.is_file() and p not in built]
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(scan_cpu, "_lib", None)
+    assert scan_cpu.available() and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 
 # -- checkpoint loading -------------------------------------------------------------------------------
@@ -317,4 +414,5 @@ def test_recursive_mode(fx):
 def test_public_load():
     interp = vfimamba.load(str(FIX / "weights_VFIMamba_S.pkl"), scan_backend="auto")
     assert interp.name == "vfimamba_s" and not interp.tta
-    assert "F=16" in interp.description and "scan=torch" in interp.description and "\n" not in interp.description
+    scan = available_backends("cpu")[0]
+    assert "F=16" in interp.description and f"scan={scan}" in interp.description and "\n" not in interp.description

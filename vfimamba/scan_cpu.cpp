@@ -1,0 +1,132 @@
+// The selective scan on the CPU: one pass over the sequence with the state in registers.
+//
+// Built at first use by vfimamba/scan_cpu.py with the system C++ compiler (-O3 -march=native) and
+// called through ctypes, one contiguous range of channels per thread. Semantics are those of
+// vfimamba.scan.selective_scan; inputs are float32, contiguous:
+//   delta, u, y: (b, d, L); A2 = A * log2(e): (d, n); Bt, Ct: (b, g, L, n) (time-major, so the n
+//   values of one step are adjacent); D, bias: (d,).
+// Eight channels of one (batch, group) are processed together, one channel per vector lane, so a
+// step's B and C values are broadcasts. Decays e^{delta A} must be <= 1 (delta >= 0, A <= 0); the
+// Python side checks that.
+#include <cstdint>
+#include <cstring>
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+
+static inline v8 splat(float a) { return v8{} + a; }
+static inline v8 load(const float *p) { v8 v; std::memcpy(&v, p, 32); return v; }
+
+// 2^t for t <= 0 to about 1 ulp: t = k + f with k the nearest integer and |f| <= 1/2, 2^f by a
+// degree-6 polynomial, k added to the exponent bits. Clamped at -126, below which the result would be
+// denormal (a decay of 1e-38 is 0 for any purpose here).
+static inline v8 exp2_neg(v8 t) {
+    t = t > splat(-126.0f) ? t : splat(-126.0f);
+    const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds t and leaves k in the low bits
+    v8 km = t + magic;
+    v8 f = t - (km - magic);
+    v8 p = splat(1.5353362e-4f);
+    p = p * f + 1.3398874e-3f;
+    p = p * f + 9.6184291e-3f;
+    p = p * f + 5.5503264e-2f;
+    p = p * f + 2.4022648e-1f;
+    p = p * f + 6.9314718e-1f;
+    p = p * f + 1.0f;
+    v8u k = (v8u)km - (v8u)magic;
+    return (v8)((v8u)p + (k << 23));
+}
+
+// softplus(z) = max(z, 0) + log1p(e^-|z|), with log1p(e) = 2 atanh(e / (2 + e)) for e in (0, 1].
+static inline v8 softplus(v8 z) {
+    v8 az = z > splat(0.0f) ? z : -z;
+    v8 e = exp2_neg(az * -1.44269504f);
+    v8 s = e / (e + 2.0f), s2 = s * s;  // s <= 1/3: seven terms of the odd series reach float precision
+    v8 q = splat(1.0f / 13);
+    q = q * s2 + 1.0f / 11;
+    q = q * s2 + 1.0f / 9;
+    q = q * s2 + 1.0f / 7;
+    q = q * s2 + 1.0f / 5;
+    q = q * s2 + 1.0f / 3;
+    q = q * s2 + 1.0f;
+    v8 pos = z > splat(0.0f) ? z : splat(0.0f);
+    return pos + 2.0f * s * q;
+}
+
+enum { TL = 128, MAX_STATE = 64 };  // TL: time steps per tile (three 8 x TL tiles stay in L1)
+
+// Channels r0 .. r0 + cnt - 1 (cnt <= 8, one batch and group) over the whole sequence.
+// NS: the state size when known at compile time (the inner loop is then fully unrolled), else 0.
+template <int NS>
+static void scan_block(int n_rt, const float *delta, const float *u, const float *A2, const float *D,
+                       const float *bias, int softplus_on, float *y, long r0, int cnt, long d, long L,
+                       const float *Bb, const float *Cb) {
+    const int n = NS ? NS : n_rt;
+    v8 Av[NS ? NS : MAX_STATE], x[NS ? NS : MAX_STATE];
+    float lanes[8] = {0};
+    for (int k = 0; k < n; k++) {
+        for (int j = 0; j < 8; j++) lanes[j] = j < cnt ? A2[((r0 + j) % d) * n + k] : 0.0f;
+        Av[k] = load(lanes);
+        x[k] = splat(0.0f);
+    }
+    for (int j = 0; j < 8; j++) lanes[j] = j < cnt ? bias[(r0 + j) % d] : 0.0f;
+    const v8 bv = load(lanes);
+    for (int j = 0; j < 8; j++) lanes[j] = j < cnt ? D[(r0 + j) % d] : 0.0f;
+    const v8 Dv = load(lanes);
+
+    alignas(32) float dtile[TL][8], utile[TL][8], ytile[TL][8];
+    for (long l0 = 0; l0 < L; l0 += TL) {
+        const int tl = L - l0 < TL ? (int)(L - l0) : TL;
+        for (int j = 0; j < 8; j++) {  // transpose the tile so that a step's 8 channels are one vector
+            const float *dr = delta + (r0 + j) * L + l0, *ur = u + (r0 + j) * L + l0;
+            for (int t = 0; t < tl; t++) {
+                dtile[t][j] = j < cnt ? dr[t] : 0.0f;  // idle lanes: u = 0, so their state stays 0
+                utile[t][j] = j < cnt ? ur[t] : 0.0f;
+            }
+        }
+        // delta for the whole tile first, so that its long exp/divide chain is not on every step's path
+        for (int t = 0; t < tl; t++) {
+            v8 z = load(dtile[t]) + bv;
+            v8 dt = softplus_on ? softplus(z) : z;
+            std::memcpy(dtile[t], &dt, 32);
+        }
+        for (int t = 0; t < tl; t++) {
+            const v8 dt = load(dtile[t]), uv = load(utile[t]), du = dt * uv;
+            const float *Bl = Bb + (l0 + t) * n, *Cl = Cb + (l0 + t) * n;
+            v8 acc[4] = {Dv * uv, splat(0.0f), splat(0.0f), splat(0.0f)};  // partial sums: short chains
+#pragma GCC unroll 64
+            for (int k = 0; k < n; k++) {
+                x[k] = exp2_neg(dt * Av[k]) * x[k] + du * Bl[k];
+                acc[k & 3] += x[k] * Cl[k];
+            }
+            v8 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            std::memcpy(ytile[t], &sum, 32);
+        }
+        for (int j = 0; j < cnt; j++) {
+            float *yr = y + (r0 + j) * L + l0;
+            for (int t = 0; t < tl; t++) yr[t] = ytile[t][j];
+        }
+    }
+}
+
+// Rows r0 .. r1 - 1 of the (b * d) channels. Returns 0, or 1 if n is too large.
+extern "C" int scan_rows(const float *delta, const float *u, const float *A2, const float *Bt, const float *Ct,
+                         const float *D, const float *bias, int softplus_on, float *y, long r0, long r1,
+                         long d, long g, long L, long n) {
+    if (n < 1 || n > MAX_STATE) return 1;
+    const long per_group = d / g;
+    for (long r = r0; r < r1;) {
+        const long bi = r / d, grp = (r % d) / per_group;
+        const long group_end = bi * d + (grp + 1) * per_group;  // a block shares one B and C
+        long end = r + 8;
+        end = end < r1 ? end : r1;
+        end = end < group_end ? end : group_end;
+        const int cnt = (int)(end - r);
+        const float *Bb = Bt + (bi * g + grp) * L * n, *Cb = Ct + (bi * g + grp) * L * n;
+        if (n == 16)
+            scan_block<16>(16, delta, u, A2, D, bias, softplus_on, y, r, cnt, d, L, Bb, Cb);
+        else
+            scan_block<0>((int)n, delta, u, A2, D, bias, softplus_on, y, r, cnt, d, L, Bb, Cb);
+        r = end;
+    }
+    return 0;
+}
