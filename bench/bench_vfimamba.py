@@ -224,6 +224,8 @@ def main():
 
     def record(**r):
         rows.append(r)
+        if a.json:  # after every row, so that a run cut short by a time limit still leaves its numbers
+            Path(a.json).write_text(json.dumps(rows, indent=1))
         acc = f"  vs official fp32: mean {r['mean255']:.3f}/255 max {r['max255']:.2f}/255" if r.get("mean255") is not None else ""
         print(f"{r['model']:10s} {r['res']:6s} {r['impl']:6s} {r['backend']:9s} {r['variant']:12s} "
               f"{r['ms']:8.2f} ms  peak {r['mem']:7.0f} MiB{acc}", flush=True)
