@@ -186,6 +186,40 @@ def profile(a, dev):
         torch.cuda.empty_cache()
 
 
+def write_table(rows, gpu, iters, results, note=""):
+    """Print the rows as a markdown table and append it, dated, to `results` (if given)."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    offi = {(r["model"], r["res"]): r["ms"] for r in rows if r["variant"] == "official"}
+    lines = [f"\n## {stamp} on {gpu} (torch {torch.__version__}, cudnn.benchmark, median of {iters}, "
+             f"one 2x frame: t=0.5, no TTA, scale=0, real frames resized, padded to /32)\n",
+             *([note, ""] if note else []),
+             "| GPU | model | res | impl | scan | variant | ms/frame | x faster than official | peak MiB | "
+             "mean abs diff vs official fp32 (/255) | max (/255) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        o = offi.get((r["model"], r["res"]))
+        sp = f"{o / r['ms']:.2f}" if o else "-"
+        m = f"{r['mean255']:.3f}" if r.get("mean255") is not None else "-"
+        mx = f"{r['max255']:.2f}" if r.get("max255") is not None else "-"
+        lines.append(f"| {r['gpu']} | {r['model']} | {r['res']} | {r['impl']} | {r['backend']} | {r['variant']} | "
+                     f"{r['ms']:.2f} | {sp} | {r['mem']:.0f} | {m} | {mx} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if results:
+        p = Path(results)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists():
+            p.write_text("# VFIMamba on CUDA (bench/bench_vfimamba.py)\n")
+        with p.open("a") as f:
+            f.write(text)
+
+
+def table_from_json(paths, results, note):
+    """--table-from: the table of a run that was cut short, from the rows its --json kept."""
+    rows = [r for p in paths for r in json.loads(Path(p).read_text())]
+    write_table(rows, rows[0]["gpu"], "20", results, note)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--res", default="480p,720p,1080p")
@@ -205,7 +239,11 @@ def main():
     ap.add_argument("--json", default="")
     ap.add_argument("--profile", default="", help="MODEL:RES:BACKEND:VARIANT[,...]: print the top CUDA kernels, then exit")
     ap.add_argument("--results", default=str(REPO / "bench" / "results" / "vfimamba_gpu.md"))
+    ap.add_argument("--table-from", nargs="*", metavar="JSON", help="only append the table of these --json files")
+    ap.add_argument("--note", default="", help="with --table-from: a line printed under the heading")
     a = ap.parse_args()
+    if a.table_from:
+        return table_from_json(a.table_from, a.results, a.note)
     if not torch.cuda.is_available():
         sys.exit("bench_vfimamba: needs CUDA")
     dev = torch.device("cuda")
@@ -283,30 +321,7 @@ def main():
         dynamo.reset()
         torch.cuda.empty_cache()
 
-    # -- table ---------------------------------------------------------------------------------------
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    offi = {(r["model"], r["res"]): r["ms"] for r in rows if r["variant"] == "official"}
-    lines = [f"\n## {stamp} on {gpu} (torch {torch.__version__}, cudnn.benchmark, median of {a.iters}, "
-             f"one 2x frame: t=0.5, no TTA, scale=0, real frames resized, padded to /32)\n",
-             "| GPU | model | res | impl | scan | variant | ms/frame | x faster than official | peak MiB | "
-             "mean abs diff vs official fp32 (/255) | max (/255) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        o = offi.get((r["model"], r["res"]))
-        sp = f"{o / r['ms']:.2f}" if o else "-"
-        m = f"{r['mean255']:.3f}" if r.get("mean255") is not None else "-"
-        mx = f"{r['max255']:.2f}" if r.get("max255") is not None else "-"
-        lines.append(f"| {gpu} | {r['model']} | {r['res']} | {r['impl']} | {r['backend']} | {r['variant']} | "
-                     f"{r['ms']:.2f} | {sp} | {r['mem']:.0f} | {m} | {mx} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if a.results:
-        p = Path(a.results)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if not p.exists():
-            p.write_text("# VFIMamba on CUDA (bench/bench_vfimamba.py)\n")
-        with p.open("a") as f:
-            f.write(text)
+    write_table(rows, gpu, a.iters, a.results)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
