@@ -122,6 +122,8 @@ def make_fn(net, variant, backend, dev):
             return net(x, t, scale=0, local=True)[3]
 
     if "compile" in variant:
+        from vfimamba.scan import exclude_from_compile
+        exclude_from_compile()
         fwd = torch.compile(fwd, dynamic=False)
     if cl:
         base = fwd

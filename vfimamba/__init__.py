@@ -7,19 +7,24 @@ that loads the official checkpoints and needs no CUDA extension.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-
-import torch
 
 from splice.models import ModelError
 
-from .checkpoint import load_net
-from .inference import VFIMambaInterpolator, normalise_scale
-from .model import Config, VFIMambaNet
-from .scan import available_backends, resolve_backend, selective_scan
-
 __all__ = ["load", "default_checkpoint", "VFIMambaInterpolator", "VFIMambaNet", "Config",
            "selective_scan", "available_backends"]
+
+# The model's names are imported on first use: `import vfimamba` (which the CLI does to look for a
+# checkpoint) then costs nothing when the answer is RIFE or flow, instead of importing PyTorch.
+_LAZY = {"VFIMambaInterpolator": "inference", "VFIMambaNet": "model", "Config": "model",
+         "selective_scan": "scan", "available_backends": "scan"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _URL = "https://huggingface.co/MCG-NJU/VFIMamba_ckpts/resolve/main"
@@ -50,6 +55,12 @@ def load(ckpt_path: str | None = None, device: str = "cpu", tta: bool | None = N
     where CUDA or a CUDA scan is missing).
     compile: torch.compile the net on CUDA (about 1.4-1.8x faster again; one compilation per frame size).
     """
+    import torch
+
+    from .checkpoint import load_net
+    from .inference import VFIMambaInterpolator, normalise_scale
+    from .scan import resolve_backend
+
     if ckpt_path is None:
         ckpt_path = default_checkpoint()
         if ckpt_path is None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .scan import selective_scan
+from . import scan
 
 
 class ChannelAttention(nn.Module):
@@ -118,7 +118,7 @@ class SS2D(nn.Module):
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
 
         cast = (lambda t: t) if self.half_scan and self.scan_backend in ("triton", "mamba_ssm") else (lambda t: t.float())
-        y = selective_scan(
+        y = scan.selective_scan(  # looked up per call: exclude_from_compile() may wrap it
             cast(xs).reshape(b, K * di, L), cast(dts).reshape(b, K * di, L),
             -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
             self.dt_projs_bias.float().reshape(-1), delta_softplus=True, backend=self.scan_backend,

@@ -86,7 +86,6 @@ def resolve_backend(backend: str, device) -> str:
     return backend
 
 
-@torch.compiler.disable  # torch.compile of the net runs the scan kernels as they are (a graph break)
 def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto"):
     """u, delta: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,) -> (b, d, l) float32."""
     name = resolve_backend(backend, u.device)
@@ -101,6 +100,16 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backen
     else:
         out = _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus)
     return out.float()
+
+
+def exclude_from_compile():
+    """Make torch.compile treat the scan as opaque (a graph break), so that its kernels run as they are.
+    Done when a compilation is asked for, not at import: torch.compiler.disable imports TorchDynamo,
+    which costs about 2 s, and the CLI never compiles."""
+    global selective_scan
+    if not getattr(selective_scan, "_kept_out_of_graphs", False):
+        selective_scan = torch.compiler.disable(selective_scan)
+        selective_scan._kept_out_of_graphs = True
 
 
 def _doubling_scan_(a, h, dim):
