@@ -95,6 +95,7 @@ def main():
     precisions = [False, True] if device.type == "cuda" else [False]
     results, outputs = [], {}
     for fp16 in precisions:
+        torch.backends.cudnn.benchmark = True  # steady-state speed, as the reference runs it
         model = rife.load(device=args.device, fp16=fp16)
         label = "fp16" if fp16 else "fp32"
         one, one_cpu = time_ms(model, f0, f1, [0.5], repeats)

@@ -65,8 +65,8 @@ def load(device: str = "cpu", offline: bool = False, weights_path: str | None = 
     net = IFNet()
     net.load_state_dict(load_state_dict(path))
     net.eval().to(dev)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the reference does: frame sizes repeat
+    # cudnn.benchmark (the reference turns it on) is left off: a splice generates a handful of frames,
+    # and timing every convolution's algorithms for them costs more than it saves.
     return RifeInterpolator(net, dev, fp16, scale, path)
 
 

@@ -15,6 +15,8 @@ Lower is easier. The CLI's `--time-indent auto` and find_indent.ipynb both call 
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -73,9 +75,26 @@ def score_pair(left: np.ndarray, right: np.ndarray) -> PairScore:
     return PairScore(motion, residual)
 
 
-def score_indents(left_frames: list[np.ndarray], right_frames: list[np.ndarray]) -> list[PairScore]:
-    """left_frames[i] is A+i and right_frames[i] is B-j for indent i (analysis frames)."""
-    return [score_pair(l, r) for l, r in zip(left_frames, right_frames)]
+def score_indents(left_frames, right_frames, workers: int = 1) -> list[PairScore]:
+    """left_frames[i] is A+i and right_frames[i] is B-j for indent i (analysis frames).
+
+    With workers > 1 the pairs are scored in threads (OpenCV releases the GIL; DIS itself runs on
+    about one core), each as soon as its frames arrive: `right_frames` may be a generator that is
+    still decoding. The scores are the same as one at a time."""
+    if workers <= 1:
+        return [score_pair(l, r) for l, r in zip(left_frames, right_frames)]
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(score_pair, l, r) for l, r in zip(left_frames, right_frames)]
+        return [f.result() for f in futures]
+
+
+def analysis_workers() -> int:
+    """Threads for score_indents: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def best_indent(scores: list[PairScore]) -> int:

@@ -117,9 +117,15 @@ def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool 
     last = indents[-1]
     bar = tqdm(total=2 * len(indents), desc="analysing", unit="frame", disable=not progress)
     left = analysis_frames(source, a, a + last + 1, bar)                   # A+i for every i
-    right = analysis_frames(source, b - (n - 1 - m), b - (n - 1 - m - last) + 1, bar)  # B-j for every i
+    right = []                                                              # B-j for every i
+
+    def decode_right():  # each pair is scored while the next right frame decodes
+        for _, frame in source.frames(b - (n - 1 - m), b - (n - 1 - m - last) + 1):
+            right.append(indent_score.analysis_frame_of(frame))
+            bar.update(1)
+            yield right[-1]
+    scores = indent_score.score_indents(left, decode_right(), workers=indent_score.analysis_workers())
     bar.close()
-    scores = indent_score.score_indents(left, right)
     return IndentAnalysis(indents, left, right, scores, indent_score.best_indent(scores))
 
 
