@@ -14,8 +14,47 @@
 typedef float v8 __attribute__((vector_size(32)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
 
+typedef int32_t v8i __attribute__((vector_size(32)));
 static inline v8 splat(float a) { return v8{} + a; }
 static inline v8 load(const float *p) { v8 v; std::memcpy(&v, p, 32); return v; }
+#if defined(__clang__)
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, v8i{__VA_ARGS__})
+#endif
+
+// r[j][t] -> r[t][j] for an 8 x 8 block held in 8 vectors (unpack, 2-lane shuffle, 128-bit swap).
+static inline void transpose8(v8 r[8]) {
+    v8 t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = SHUF(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        s[i + 1] = SHUF(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        s[i + 2] = SHUF(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        s[i + 3] = SHUF(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = SHUF(s[i], s[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = SHUF(s[i], s[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+// Rows [row0, row0 + 8*stride) x 8 steps into tile[t0 .. t0+8][8], and back.
+static inline void load_block(float (*tile)[8], const float *row0, long stride) {
+    v8 r[8];
+    for (int j = 0; j < 8; j++) r[j] = load(row0 + j * stride);
+    transpose8(r);
+    for (int t = 0; t < 8; t++) std::memcpy(tile[t], &r[t], 32);
+}
+static inline void store_block(float *row0, long stride, float (*tile)[8]) {
+    v8 r[8];
+    for (int t = 0; t < 8; t++) r[t] = load(tile[t]);
+    transpose8(r);
+    for (int j = 0; j < 8; j++) std::memcpy(row0 + j * stride, &r[j], 32);
+}
 
 // 2^t for t <= 0 to about 1 ulp: t = k + f with k the nearest integer and |f| <= 1/2, 2^f by a
 // degree-6 polynomial, k added to the exponent bits. Clamped at -126, below which the result would be
@@ -76,9 +115,15 @@ static void scan_block(int n_rt, const float *delta, const float *u, const float
     alignas(32) float dtile[TL][8], utile[TL][8], ytile[TL][8];
     for (long l0 = 0; l0 < L; l0 += TL) {
         const int tl = L - l0 < TL ? (int)(L - l0) : TL;
-        for (int j = 0; j < 8; j++) {  // transpose the tile so that a step's 8 channels are one vector
+        // transpose the tile so that a step's 8 channels are one vector
+        const int fast = cnt == 8 ? tl & ~7 : 0;  // whole 8 x 8 blocks go through registers
+        for (int t = 0; t < fast; t += 8) {
+            load_block(dtile + t, delta + r0 * L + l0 + t, L);
+            load_block(utile + t, u + r0 * L + l0 + t, L);
+        }
+        for (int j = 0; j < 8; j++) {
             const float *dr = delta + (r0 + j) * L + l0, *ur = u + (r0 + j) * L + l0;
-            for (int t = 0; t < tl; t++) {
+            for (int t = fast; t < tl; t++) {
                 dtile[t][j] = j < cnt ? dr[t] : 0.0f;  // idle lanes: u = 0, so their state stays 0
                 utile[t][j] = j < cnt ? ur[t] : 0.0f;
             }
@@ -101,9 +146,10 @@ static void scan_block(int n_rt, const float *delta, const float *u, const float
             v8 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
             std::memcpy(ytile[t], &sum, 32);
         }
+        for (int t = 0; t < fast; t += 8) store_block(y + r0 * L + l0 + t, L, ytile + t);
         for (int j = 0; j < cnt; j++) {
             float *yr = y + (r0 + j) * L + l0;
-            for (int t = 0; t < tl; t++) yr[t] = ytile[t][j];
+            for (int t = fast; t < tl; t++) yr[t] = ytile[t][j];
         }
     }
 }
