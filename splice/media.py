@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import bisect
 import os
+import queue
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -297,6 +299,13 @@ class ClipWriter:
                                                    layout=source.audio.layout)
             self.audio.bit_rate = 192_000
         self.frames_written = 0
+        # Audio is encoded in a thread (AAC costs about 0.5 s for 15 s of stereo) and its packets
+        # are muxed here, in step with the video, so the file stays interleaved.
+        self._audio_packets: queue.Queue = queue.Queue()
+        self._audio_thread: threading.Thread | None = None
+        self._audio_error: BaseException | None = None
+        self._audio_stop = threading.Event()
+        self._audio_waiting = None  # a packet taken from the queue but not yet due
 
     def _yuv(self, frame):
         """A decoded source frame as yuv420p, keeping its pixels where the format already fits."""
@@ -331,23 +340,64 @@ class ClipWriter:
         for packet in self.video.encode(frame):
             self.container.mux(packet)
         self.frames_written += 1
+        self._mux_audio(until=self.frames_written * self.time_base)
 
     def write_audio(self, samples: np.ndarray) -> None:
-        """All of the clip's audio at once, float32 (channels, samples)."""
+        """All of the clip's audio, float32 (channels, samples): encoded in a background thread and
+        muxed as the video catches up with it (and the rest by close())."""
         if self.audio is None:
             return
-        frame_size = self.audio.codec_context.frame_size or 1024
-        for start in range(0, samples.shape[1], frame_size):
-            chunk = np.ascontiguousarray(samples[:, start:start + frame_size])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.audio.layout.name)
-            frame.sample_rate = self.audio.rate
-            frame.pts = start
-            frame.time_base = Fraction(1, self.audio.rate)
-            for packet in self.audio.encode(frame):
-                self.container.mux(packet)
+        self.container.start_encoding()  # header and codecs set up here, before the thread uses one
+        self._audio_thread = threading.Thread(target=self._encode_audio, args=(samples,), daemon=True,
+                                              name="aac encoder")
+        self._audio_thread.start()
+
+    def _encode_audio(self, samples: np.ndarray) -> None:
+        try:
+            frame_size = self.audio.codec_context.frame_size or 1024
+            for start in range(0, samples.shape[1], frame_size):
+                if self._audio_stop.is_set():
+                    return
+                chunk = np.ascontiguousarray(samples[:, start:start + frame_size])
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.audio.layout.name)
+                frame.sample_rate = self.audio.rate
+                frame.pts = start
+                frame.time_base = Fraction(1, self.audio.rate)
+                for packet in self.audio.encode(frame):
+                    self._audio_packets.put(packet)
+            for packet in self.audio.encode():  # flush
+                self._audio_packets.put(packet)
+        except BaseException as e:  # reported by close()
+            self._audio_error = e
+        finally:
+            self._audio_packets.put(None)
+
+    def _mux_audio(self, until=None) -> None:
+        """Mux the encoded audio packets that start before `until` seconds (all of them if None,
+        waiting for the encoder to finish)."""
+        if self._audio_thread is None:
+            return
+        while True:
+            packet = self._audio_waiting
+            if packet is None:
+                try:
+                    packet = self._audio_packets.get(block=until is None)
+                except queue.Empty:
+                    return
+            if packet is None:  # the encoder is done
+                self._audio_thread = None
+                return
+            if until is not None and packet.pts is not None and packet.pts * packet.time_base > until:
+                self._audio_waiting = packet
+                return
+            self._audio_waiting = None
+            self.container.mux(packet)
 
     def abort(self) -> None:
         """Stop without flushing: the caller is about to delete the file."""
+        self._audio_stop.set()
+        if self._audio_thread is not None:
+            self._audio_thread.join()
         try:
             self.container.close()
         except av.error.FFmpegError:
@@ -356,7 +406,7 @@ class ClipWriter:
     def close(self) -> None:
         for packet in self.video.encode():
             self.container.mux(packet)
-        if self.audio is not None:
-            for packet in self.audio.encode():
-                self.container.mux(packet)
+        self._mux_audio()
+        if self._audio_error is not None:
+            raise self._audio_error
         self.container.close()

@@ -201,3 +201,42 @@ def test_mkv_output_with_audio(video_factory, run_cli, tmp_path):
     result = verify(str(out), r.report)
     assert result.ok, result.problems
     assert abs(result.facts.audio_duration - 15) <= 1 / 25
+
+
+def test_audio_is_interleaved_with_the_video(video_factory, run_cli, tmp_path):
+    """The sound is encoded in a thread but muxed in step with the picture: in file order, no audio
+    packet lags the video by more than half a second or runs ahead of it by more than one second."""
+    import av
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", video_factory(), "--output", out, "--frame-a", 130, "--frame-b", 290,
+                "--time-indent", "0", *FAST)
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as c:
+        order = [(p.stream.type, float(p.pts * p.time_base)) for p in c.demux() if p.pts is not None]
+    kinds = {k for k, _ in order}
+    assert kinds == {"video", "audio"}
+    video_so_far = 0.0
+    audio_packets = 0
+    for kind, t in order:
+        if kind == "video":
+            video_so_far = max(video_so_far, t)
+        else:
+            audio_packets += 1
+            assert t <= video_so_far + 1.0, f"audio at {t:.2f} s is stored before the video reaches {t - 1:.2f} s"
+            if audio_packets > 1 and video_so_far < 14.4:
+                assert t >= video_so_far - 0.5, f"audio at {t:.2f} s is stored after video at {video_so_far:.2f} s"
+
+
+def test_audio_encoder_stops_when_the_clip_is_abandoned(video_factory, tmp_path, monkeypatch):
+    import threading
+    from splice import pipeline
+    from splice.models import FlowInterpolator
+
+    def broken(self, *a, **k):
+        raise RuntimeError("model crashed")
+    monkeypatch.setattr(FlowInterpolator, "interpolate", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.run(pipeline.Options(str(video_factory()), str(tmp_path / "o.mp4"), model="flow", quiet=True,
+                                      time_indent="0", preset="ultrafast"))
+    assert not [t for t in threading.enumerate() if t.name == "aac encoder"]
+    assert list(tmp_path.iterdir()) == []
