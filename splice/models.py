@@ -109,7 +109,7 @@ def load_model(name: str, device: str = "auto", ckpt: str | None = None, offline
         model = vfimamba.load(ckpt, device=dev, tta=tta)
         why = "asked for with --model vfimamba" if name == "vfimamba" else "a VFIMamba checkpoint is present"
         if dev == "cpu":
-            log("note: VFIMamba on the CPU is slow: measured on 2 cores, about 12 s (VFIMamba_S) to 36 s "
+            log("note: VFIMamba on the CPU is slow: measured on 2 cores, about 9 s (VFIMamba_S) to 36 s "
                 "(VFIMamba) per 720p frame, twice that with TTA; a CUDA GPU takes tens of milliseconds")
         return LoadedModel(model, model.name, model.description, why)
     if name == "rife":
