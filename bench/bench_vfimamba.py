@@ -54,6 +54,9 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "bf16-graph": (torch.bfloat16, True, True, True, True),
     "fp16-compile": (torch.float16, True, True, True, False),
     "fp16-compile-graph": (torch.float16, True, True, True, True),
+    # the same without rounding the CAB hidden widths up to a multiple of 8 (before 2026-11-26)
+    "fp16-nopad": (torch.float16, True, True, True, False),
+    "fp16-compile-graph-nopad": (torch.float16, True, True, True, True),
 }
 
 
@@ -115,6 +118,11 @@ def make_fn(net, variant, backend, dev):
     ac, _, cl, half, graph = VARIANTS[variant]
     net.set_scan_backend(backend)
     net.set_fast(half_scan=half, channels_last=cl)
+    if variant.endswith("-nopad"):
+        from vfimamba.backbone import CAB
+        for m in net.modules():
+            if isinstance(m, CAB):
+                m.pad_hidden(None)
     t = torch.full((1,), 0.5, device=dev)
 
     def fwd(x):

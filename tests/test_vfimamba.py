@@ -416,3 +416,33 @@ def test_public_load():
     assert interp.name == "vfimamba_s" and not interp.tta
     scan = available_backends("cpu")[0]
     assert "F=16" in interp.description and f"scan={scan}" in interp.description and "\n" not in interp.description
+
+
+def test_cab_hidden_padding_changes_nothing():
+    """The fast path rounds the CABs' hidden width (85, 170) up to a multiple of 8 with zero filters."""
+    from vfimamba.backbone import CAB
+    torch.manual_seed(0)
+    cab = CAB(256).eval()
+    x = torch.randn(2, 256, 12, 16)
+    with torch.no_grad():
+        plain = cab(x)
+        cab.pad_hidden(8)
+        w0, b0, w2 = cab._padded
+        assert w0.shape == (88, 256, 3, 3) and b0.shape == (88,) and w2.shape == (256, 88, 3, 3)
+        assert not w0[85:].any() and not b0[85:].any() and not w2[:, 85:].any()
+        padded = cab(x)
+    assert torch.allclose(padded, plain, atol=1e-6, rtol=0), (padded - plain).abs().max()
+    cab.pad_hidden(None)
+    assert cab._padded is None
+
+
+def test_set_fast_pads_the_cabs_and_undoes_it():
+    from vfimamba.backbone import CAB
+    net = VFIMambaNet(Config(16)).eval()
+    cabs = [m for m in net.modules() if isinstance(m, CAB)]
+    assert cabs and all(m._padded is None for m in cabs)
+    net.set_fast(half_scan=True, channels_last=True)
+    assert all(m._padded is not None and m._padded[0].shape[0] % 8 == 0 for m in cabs)
+    assert all(m._padded[0].is_contiguous(memory_format=torch.channels_last) for m in cabs)
+    net.set_fast(False, False)
+    assert all(m._padded is None for m in cabs)

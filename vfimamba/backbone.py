@@ -47,9 +47,31 @@ class CAB(nn.Module):
             nn.Conv2d(dim // compress, dim, 3, 1, 1),
             ChannelAttention(dim, squeeze),
         )
+        self._padded = None  # (w0, b0, w2): the two convs with the hidden width rounded up, or None
+
+    def pad_hidden(self, multiple: int | None):
+        """Round the hidden width (dim // 3: 85, 170 in VFIMamba) up to a multiple of `multiple` with
+        zero filters (None: back to the plain convs). The extra channels are exactly 0 before and
+        after the GELU and meet zero weights, so the result is the same; fp16 tensor-core convs in
+        NHWC then need no padding copies of their input and output (cuDNN adds them otherwise)."""
+        conv0, conv2 = self.cab[0], self.cab[2]
+        hidden = conv0.out_channels
+        extra = -hidden % multiple if multiple else 0
+        if not extra:
+            self._padded = None
+            return
+        mf = torch.channels_last if conv0.weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        w0 = F.pad(conv0.weight.detach(), (0, 0, 0, 0, 0, 0, 0, extra)).contiguous(memory_format=mf)
+        b0 = F.pad(conv0.bias.detach(), (0, extra))
+        w2 = F.pad(conv2.weight.detach(), (0, 0, 0, 0, 0, extra)).contiguous(memory_format=mf)
+        self._padded = (w0, b0, w2)
 
     def forward(self, x):
-        return self.cab(x)
+        if self._padded is None:
+            return self.cab(x)
+        w0, b0, w2 = self._padded
+        h = self.cab[1](F.conv2d(x, w0, b0, padding=1))
+        return self.cab[3](F.conv2d(h, w2, self.cab[2].bias, padding=1))
 
 
 class SS2D(nn.Module):

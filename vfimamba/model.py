@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backbone import SS2D, FeatureExtractor
+from .backbone import CAB, SS2D, FeatureExtractor
 from .flow import Head, IFBlock
 from .refine import Unet
 from .warp import warp
@@ -73,6 +73,9 @@ class VFIMambaNet(nn.Module):
             if hasattr(m, "mf"):
                 m.mf = mf
         self.to(memory_format=mf)
+        for m in self.modules():  # after the move: the padded weights take the weights' layout
+            if isinstance(m, CAB):
+                m.pad_hidden(8 if channels_last else None)
         self.channels_last = channels_last
         return self
 
