@@ -446,3 +446,17 @@ def test_set_fast_pads_the_cabs_and_undoes_it():
     assert all(m._padded[0].is_contiguous(memory_format=torch.channels_last) for m in cabs)
     net.set_fast(False, False)
     assert all(m._padded is None for m in cabs)
+
+
+def test_cpu_scan_builds_without_a_writable_cache(monkeypatch, tmp_path):
+    if scan_cpu._compiler() is None:
+        pytest.skip("no C++ compiler")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setattr(scan_cpu, "_lib", None)
+    monkeypatch.setattr(scan_cpu, "_error", None)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # its "interpolate_video" folder cannot be made
+    assert scan_cpu.available(), scan_cpu.error()
+    args = _random_scan_inputs(1, 8, 16, 1, 40, seed=4)
+    ref = selective_scan_reference(*args)
+    assert torch.allclose(scan_cpu.selective_scan_cpu(*args), ref, atol=1e-4, rtol=1e-4)

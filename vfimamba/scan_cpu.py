@@ -62,8 +62,12 @@ def _build() -> ctypes.CDLL:
                          + _cpu_identity().encode()).hexdigest()[:16]
     out = _cache_dir() / f"scan_cpu-{key}.so"
     if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        except OSError:  # no writable cache (a read-only home): build for this process only
+            out = Path(tempfile.mkdtemp(prefix="interpolate_video-")) / out.name
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
         try:
             r = subprocess.run([cxx, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True)
