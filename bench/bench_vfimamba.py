@@ -56,6 +56,8 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "fp16-compile-graph": (torch.float16, True, True, True, True),
     # the same without rounding the CAB hidden widths up to a multiple of 8 (before 2026-11-26)
     "fp16-nopad": (torch.float16, True, True, True, False),
+    # compiled with Inductor's own grid-sample kernels (before 2026-11-26) instead of PyTorch's
+    "fp16-compile-graph-inductorwarp": (torch.float16, True, True, True, True),
     "fp16-compile-graph-nopad": (torch.float16, True, True, True, True),
 }
 
@@ -131,7 +133,9 @@ def make_fn(net, variant, backend, dev):
 
     if "compile" in variant:
         from vfimamba.scan import exclude_from_compile
+        from vfimamba.warp import keep_sampler_native
         exclude_from_compile()
+        keep_sampler_native(not variant.endswith("-inductorwarp"))
         fwd = torch.compile(fwd, dynamic=False)
     if cl:
         base = fwd

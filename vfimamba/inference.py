@@ -121,8 +121,9 @@ class VFIMambaInterpolator:
         self._fwd = net
         if compile and self.device.type == "cuda":
             import torch._dynamo as dynamo
-            from . import scan
+            from . import scan, warp
             scan.exclude_from_compile()
+            warp.keep_sampler_native()
             dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 256)
             dynamo.config.accumulated_recompile_limit = max(dynamo.config.accumulated_recompile_limit, 4096)
             self._fwd = torch.compile(net, dynamic=False)
