@@ -119,12 +119,7 @@ def make_fn(net, variant, backend, dev):
     """A callable imgs -> pred for one variant of our net (sets its switches)."""
     ac, _, cl, half, graph = VARIANTS[variant]
     net.set_scan_backend(backend)
-    net.set_fast(half_scan=half, channels_last=cl)
-    if variant.endswith("-nopad"):
-        from vfimamba.backbone import CAB
-        for m in net.modules():
-            if isinstance(m, CAB):
-                m.pad_hidden(None)
+    net.set_fast(half_scan=half, channels_last=cl, pad_cabs=not variant.endswith("-nopad"))
     t = torch.full((1,), 0.5, device=dev)
 
     def fwd(x):

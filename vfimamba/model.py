@@ -62,10 +62,11 @@ class VFIMambaNet(nn.Module):
             if isinstance(m, SS2D):
                 m.scan_backend = backend
 
-    def set_fast(self, half_scan: bool = False, channels_last: bool = False):
+    def set_fast(self, half_scan: bool = False, channels_last: bool = False, pad_cabs: bool = True):
         """Fast-path switches. half_scan: under autocast, the scan gets its inputs in half precision
         (its state stays float32). channels_last: weights and conv activations in NHWC, which also
-        removes the backbone's NHWC<->NCHW copies. Both off = the exact float32 path."""
+        removes the backbone's NHWC<->NCHW copies, and (unless pad_cabs is False) the CABs' hidden
+        widths rounded up to a multiple of 8. Both off = the exact float32 path."""
         mf = torch.channels_last if channels_last else torch.contiguous_format
         for m in self.modules():
             if isinstance(m, SS2D):
@@ -75,7 +76,7 @@ class VFIMambaNet(nn.Module):
         self.to(memory_format=mf)
         for m in self.modules():  # after the move: the padded weights take the weights' layout
             if isinstance(m, CAB):
-                m.pad_hidden(8 if channels_last else None)
+                m.pad_hidden(8 if channels_last and pad_cabs else None)
         self.channels_last = channels_last
         return self
 

@@ -29,6 +29,7 @@ _LOG2E = 1.4426950408889634
 _lib = None
 _error: str | None = None
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _cache_dir() -> Path:
@@ -126,12 +127,12 @@ def selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus=True):
     def run(i):
         return _lib.scan_rows(*ptrs, int(delta_softplus), y.data_ptr(), cuts[i], cuts[i + 1], d, g, length, n)
 
-    global _pool
+    global _pool, _pool_size
     if threads == 1:
         codes = [run(0)]
     else:
-        if _pool is None or _pool._max_workers < threads:
-            _pool = ThreadPoolExecutor(threads, thread_name_prefix="scan_cpu")
+        if _pool is None or _pool_size < threads:
+            _pool, _pool_size = ThreadPoolExecutor(threads, thread_name_prefix="scan_cpu"), threads
         codes = list(_pool.map(run, range(threads)))
     if any(codes):
         raise RuntimeError(f"scan_cpu: unsupported shape (n={n})")
