@@ -50,6 +50,49 @@ OutputFrame = Union[SourceFrame, GeneratedFrame]
 
 
 @dataclass(frozen=True)
+class Span:
+    """`count` output frames from output index `out` on show source frames src .. src+count-1."""
+    out: int
+    src: int
+    count: int
+
+    def as_json(self) -> dict:
+        return {"out": self.out, "src": self.src, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """`count` generated output frames from `out` on, between source frames `left` (t = 0) and
+    `right` (t = 1), at t = 1/(count+1) .. count/(count+1)."""
+    out: int
+    count: int
+    left: int
+    right: int
+
+    @property
+    def timesteps(self) -> list[Fraction]:
+        return [Fraction(k, self.count + 1) for k in range(1, self.count + 1)]
+
+    def as_json(self) -> dict:
+        return {"out": self.out, "generated": self.count, "left": self.left, "right": self.right}
+
+
+Entry = Union[Span, Bridge]
+
+
+def timeline_frames(timeline: list[Entry]) -> list[OutputFrame]:
+    """Every output frame of a timeline, in order."""
+    frames: list[OutputFrame] = []
+    for e in timeline:
+        assert e.out == len(frames), (e, len(frames))
+        if isinstance(e, Span):
+            frames += [SourceFrame(e.src + k) for k in range(e.count)]
+        else:
+            frames += [GeneratedFrame(e.left, e.right, t) for t in e.timesteps]
+    return frames
+
+
+@dataclass(frozen=True)
 class SplicePlan:
     rate: Fraction
     frame_count: int
@@ -100,10 +143,17 @@ class SplicePlan:
         """Source frames shown after the generated span: B-j .. B+n-1."""
         return range(self.right, self.b + self.n)
 
+    def timeline(self) -> list[Entry]:
+        """Output order: the source before the bridge, the bridge (if m > 0), the source after."""
+        before, after = self.before, self.after
+        entries: list[Entry] = [Span(0, before.start, len(before))]
+        if self.generated:
+            entries.append(Bridge(len(before), self.generated, self.left, self.right))
+        entries.append(Span(len(before) + self.generated, after.start, len(after)))
+        return entries
+
     def outputs(self) -> list[OutputFrame]:
-        frames: list[OutputFrame] = [SourceFrame(k) for k in self.before]
-        frames += [GeneratedFrame(self.left, self.right, t) for t in self.timesteps]
-        frames += [SourceFrame(k) for k in self.after]
+        frames = timeline_frames(self.timeline())
         assert len(frames) == self.total
         return frames
 
