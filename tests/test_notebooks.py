@@ -96,10 +96,11 @@ def test_find_indent_defaults_on_d6():
 
 
 def test_demo_fails_loudly_on_a_shifted_clip(synthetic_clip, tmp_path):
-    from splice.pipeline import Options, run
+    import splice
     good, rep = tmp_path / "good.mp4", tmp_path / "good.json"
-    run(Options(input=str(synthetic_clip), output=str(good), frame_a="131", frame_b="290", time_indent="0",
-                report=str(rep), quiet=True, **FAST))
+    splice.splice_video(splice.load_interpolator(FAST["model"]), str(synthetic_clip), str(good), frame_a="131",
+                        frame_b="290", time_indent="0", encode=splice.EncodeOptions(preset=FAST["preset"]),
+                        report=str(rep))
     bad = shifted_copy(good, tmp_path / "shifted.mp4")
     with pytest.raises(CellExecutionError) as caught:
         execute(ROOT / "demo.ipynb", dict(input_path=str(synthetic_clip), output_path=str(bad), report_path=str(rep),
