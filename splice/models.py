@@ -5,6 +5,7 @@ Every model is an `Interpolator`: given two RGB uint8 frames (H, W, 3) and a lis
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -106,7 +107,10 @@ def load_model(name: str, device: str = "auto", ckpt: str | None = None, offline
     if name == "vfimamba" or (name == "auto" and (ckpt or _vfimamba_checkpoint())):
         import vfimamba
         dev = resolve_device(device)
-        model = vfimamba.load(ckpt, device=dev, tta=tta)
+        try:
+            model = vfimamba.load(ckpt, device=dev, tta=tta)
+        except vfimamba.VFIMambaError as e:
+            raise ModelError(str(e)) from None
         why = "asked for with --model vfimamba" if name == "vfimamba" else "a VFIMamba checkpoint is present"
         if dev == "cpu":
             log("note: VFIMamba on the CPU is slow: measured on 2 cores, about 9 s (VFIMamba_S) to 36 s "
@@ -114,19 +118,32 @@ def load_model(name: str, device: str = "auto", ckpt: str | None = None, offline
         return LoadedModel(model, model.name, model.description, why)
     if name == "rife":
         import rife
-        model = rife.load(device=resolve_device(device), offline=offline, log=log)
+        try:
+            model = rife.load(device=resolve_device(device), cache_dir=_rife_cache(), offline=offline, log=log)
+        except rife.RifeError as e:
+            raise ModelError(str(e)) from None
         return LoadedModel(model, "rife", model.description, "asked for with --model rife")
     assert name == "auto", name
-    try:
-        import rife  # noqa: F401  (an ImportError falls back to flow too)
-        if offline and not rife.weights_available():
-            raise ModelError("offline and the RIFE weights are not cached")
-        model = rife.load(device=resolve_device(device), offline=offline, log=log)
-        return LoadedModel(model, "rife", model.description,
-                           "no VFIMamba checkpoint in ckpt/; RIFE is the best model available")
-    except (ModelError, ImportError) as e:
+
+    def flow_instead(e):
         return LoadedModel(FlowInterpolator(), "flow", "OpenCV DIS optical flow (no weights)",
                            f"no VFIMamba checkpoint and RIFE is unavailable ({e}); falling back to flow")
+    try:
+        import rife
+    except ImportError as e:
+        return flow_instead(e)
+    try:
+        if offline and not rife.weights_available(_rife_cache()):
+            raise ModelError("offline and the RIFE weights are not cached")
+        model = rife.load(device=resolve_device(device), cache_dir=_rife_cache(), offline=offline, log=log)
+        return LoadedModel(model, "rife", model.description,
+                           "no VFIMamba checkpoint in ckpt/; RIFE is the best model available")
+    except (ModelError, rife.RifeError) as e:
+        return flow_instead(e)
+
+
+def _rife_cache() -> str | None:
+    return os.environ.get("INTERPOLATE_VIDEO_CACHE") or None  # None: rife's own default
 
 
 def _vfimamba_checkpoint() -> str | None:
