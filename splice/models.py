@@ -9,7 +9,7 @@ Adding a model is one module and one line in REGISTRY.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import cv2
@@ -162,7 +162,6 @@ REGISTRY: dict[str, Callable[[ModelOptions, Callable], Interpolator]] = {
 # What `auto` tries, best first (bench/results/quality.md and models.md say why).
 AUTO = ("vfimamba", "rife", "flow")
 MODEL_NAMES = ("auto",) + tuple(REGISTRY)
-_TORCH_MODELS = ("vfimamba", "rife")
 
 
 def _model_errors() -> tuple[type[BaseException], ...]:
@@ -231,5 +230,3 @@ def load_interpolator(name: str = "auto", device: str = "auto", log=print, **opt
     raise UserError("no model could be loaded: " + "; ".join(f"{c['name']}: {c['reason']}" for c in candidates))
 
 
-def needs_torch(name: str) -> bool:
-    return name in _TORCH_MODELS or name == "auto"
