@@ -2,7 +2,6 @@
 the repository root, on a synthetic clip the tests make and on clips in ../shared/media. A cell that
 raises fails the test, with the cell named in nbclient's CellExecutionError."""
 import json
-import sys
 from fractions import Fraction
 
 import nbformat
@@ -11,9 +10,8 @@ from nbclient.exceptions import CellExecutionError
 
 from conftest import ROOT, needs_media
 
-sys.path.insert(0, str(ROOT / "tools"))
-from render_notebooks import execute  # noqa: E402
-from test_verify import shifted_copy  # noqa: E402
+from test_verify import shifted_copy
+from tools.render_notebooks import execute
 
 FAST = dict(model="flow", preset="veryfast")
 NOTEBOOKS = ("demo.ipynb", "find_indent.ipynb")
@@ -110,7 +108,7 @@ def test_demo_fails_loudly_on_a_shifted_clip(synthetic_clip, tmp_path):
 
 
 def test_parameters_are_injected_after_the_parameters_cell():
-    from render_notebooks import inject_parameters
+    from tools.render_notebooks import inject_parameters
     nb = nbformat.read(str(ROOT / "demo.ipynb"), as_version=4)
     where = next(k for k, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     inject_parameters(nb, {"frame_a": 180, "input_path": "x.mp4", "frame_b": None})
