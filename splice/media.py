@@ -7,12 +7,13 @@ runs forward from there.
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import queue
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -85,7 +86,7 @@ def display_rotation(frame) -> int:
 class VideoSource:
     """One input video: its rate, frame count, audio, and frame-exact decoding by index."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, audio_stream: int | None = None):
         self.path = str(path)
         container = _open(path)
         try:
@@ -104,7 +105,7 @@ class VideoSource:
             ctx = stream.codec_context
             self.codec = ctx.name
             self.coded_width, self.coded_height = ctx.width, ctx.height
-            self.audio = AudioInfo.of(container)
+            self.audio = AudioInfo.of(container, audio_stream)
         except av.error.FFmpegError as e:
             raise UserError(f"Cannot read {path} as a video ({e.strerror or e}); give an MP4, MOV, MKV or similar file")
         finally:
@@ -182,47 +183,147 @@ def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
 
 @dataclass
 class AudioInfo:
+    """The audio stream the clip's sound comes from. `position` counts audio streams only (0 is
+    the first, as `--audio-stream` does); `ignored` is how many other audio streams the input has."""
     stream_index: int
     sample_rate: int
     layout: str
     channels: int
     codec: str
+    position: int = 0
+    ignored: int = 0
+    time_base: Fraction = Fraction(1, 48000)
+    # Where the stream's decoded samples start, and its frame sizes: found on first use (read_audio).
+    _origin: tuple | None = field(default=None, repr=False, compare=False)
 
     @staticmethod
-    def of(container) -> "AudioInfo | None":
-        if not container.streams.audio:
+    def of(container, stream: int | None = None) -> "AudioInfo | None":
+        """The first audio stream, or the `stream`-th (0 = first); None if there is no usable one."""
+        streams = container.streams.audio
+        if stream is not None and not 0 <= stream < len(streams):
+            have = (f"audio streams 0..{len(streams) - 1}" if len(streams) > 1 else
+                    "one audio stream (0)" if streams else "no audio stream")
+            raise UserError(f"--audio-stream {stream}: the input has {have}")
+        if not streams:
             return None
-        s = container.streams.audio[0]
+        position = stream or 0
+        s = streams[position]
         ctx = s.codec_context
         if not ctx.sample_rate:
             return None
-        return AudioInfo(s.index, ctx.sample_rate, ctx.layout.name, ctx.layout.nb_channels, ctx.name)
+        return AudioInfo(s.index, ctx.sample_rate, ctx.layout.name, ctx.layout.nb_channels, ctx.name,
+                         position, len(streams) - 1, Fraction(s.time_base or Fraction(1, ctx.sample_rate)))
+
+    @property
+    def exact_timestamps(self) -> bool:
+        """True when a timestamp can name every sample (MP4, MOV, TS); MKV and WebM round to 1 ms."""
+        return self.time_base <= Fraction(1, self.sample_rate)
 
 
-def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int) -> np.ndarray:
+@dataclass
+class AudioGap:
+    """A stretch the stream's timestamps skip over (seconds on the container clock), filled with silence."""
+    at: float
+    seconds: float
+
+
+GAP_TOLERANCE = Fraction(4, 1000)   # seconds a timestamp may run ahead of the sample count before it is a gap
+AUDIO_PRE_ROLL = Fraction(1, 2)    # seconds decoded before a read's start (codecs prime over a frame or two)
+
+
+def _decode_audio(container, stream, path: str):
+    """Decoded frames of `stream` in order; damaged data becomes a UserError."""
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                yield frame
+    except av.error.FFmpegError as e:
+        raise UserError(f"The audio of {path} is damaged ({e.strerror or e}); repair the file, "
+                        "or leave the sound out with --no-audio")
+
+
+def _audio_origin(path: str, info: AudioInfo) -> tuple[int, int, int]:
+    """(first sample, samples in the first decoded frame, samples per frame after it; 0 if they vary)."""
+    if info._origin is None:
+        container = _open(path)
+        try:
+            stream = container.streams[info.stream_index]
+            sizes, first = [], None
+            for frame in _decode_audio(container, stream, path):
+                if first is None:
+                    if frame.pts is None:
+                        continue
+                    first = round(frame.pts * stream.time_base * info.sample_rate)
+                sizes.append(frame.samples)
+                if len(sizes) == 4:
+                    break
+        finally:
+            container.close()
+        if first is None:
+            first, sizes = 0, [0]
+        rest = sizes[1:-1] if len(sizes) == 4 else sizes[1:]
+        step = rest[0] if rest and len(set(rest)) == 1 else 0
+        info._origin = (first, sizes[0], step)
+    return info._origin
+
+
+def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
+               gaps: list[AudioGap] | None = None) -> np.ndarray:
     """`samples` samples of float32 audio (channels, samples) from `start` seconds on the container
-    clock. Where the file has no audio (before it starts, after it ends) the result is silence."""
+    clock. Where the file has no audio (before it starts, after it ends) the result is silence.
+
+    Samples are placed by counting them: the first decoded frame is placed by its timestamp and
+    each later one follows the one before, so timestamps rounded by the container (MKV and WebM
+    keep milliseconds) cannot shift frames against each other. A timestamp that runs ahead of the
+    count by more than GAP_TOLERANCE is a real gap in the recording: it is kept as silence, and
+    appended to `gaps` when a list is given.
+
+    Reads seek to AUDIO_PRE_ROLL before `start`. Where timestamps are exact the first frame's own
+    timestamp places it. Where they are rounded, the frame is put on the stream's grid instead
+    (the first decoded frame, then whole frames of the codec's fixed size: AAC, MP3, AC-3, Opus),
+    so that every read of one file agrees to the sample; a rounded stream without a fixed frame
+    size (rare: PCM or Vorbis in MKV with varying packets) is decoded from its start instead.
+    """
     out = np.zeros((info.channels, samples), np.float32)
-    first = round(start * info.sample_rate)      # absolute sample number of out[:, 0]
+    sr = info.sample_rate
+    first = round(start * sr)      # absolute sample number of out[:, 0]
+    wanted_end = first + samples
+    grid = None if info.exact_timestamps else _audio_origin(path, info)
+    tolerance = max(round(GAP_TOLERANCE * sr), 2 * math.ceil(info.time_base * sr))
     container = _open(path)
     try:
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", layout=info.layout, rate=info.sample_rate)
-        seek_to = max(Fraction(0), start - Fraction(1, 2))  # a little earlier: some codecs need priming
-        container.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
+        stream = container.streams[info.stream_index]
+        resampler = av.AudioResampler(format="fltp", layout=info.layout, rate=sr)
+        seek_to = start - AUDIO_PRE_ROLL
+        if seek_to > 0 and (grid is None or grid[2]):
+            container.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
+        tb = Fraction(stream.time_base)
         cursor = None
-        for frame in container.decode(stream):
+        for frame in _decode_audio(container, stream, path):
             if frame.pts is not None:
-                cursor = round(frame.pts * stream.time_base * info.sample_rate)
+                at = frame.pts * tb * sr
+                if cursor is None:
+                    if grid is None:
+                        cursor = round(at)
+                    else:
+                        origin, head, step = grid
+                        if at < origin + head / 2 or not step:
+                            cursor = origin if at < origin + head / 2 else round(at)
+                        else:
+                            cursor = origin + head + round((at - origin - head) / step) * step
+                elif at - cursor > tolerance:
+                    if gaps is not None and cursor < wanted_end and at > first:
+                        gaps.append(AudioGap(float(Fraction(cursor, sr)), float((at - cursor) / sr)))
+                    cursor = round(at)   # the gap stays silent
             if cursor is None:
                 continue
             for chunk in resampler.resample(frame):
                 data = chunk.to_ndarray()
-                lo, hi = max(cursor, first), min(cursor + data.shape[1], first + samples)
+                lo, hi = max(cursor, first), min(cursor + data.shape[1], wanted_end)
                 if hi > lo:
                     out[:, lo - first:hi - first] = data[:, lo - cursor:hi - cursor]
                 cursor += data.shape[1]
-            if cursor >= first + samples:
+            if cursor >= wanted_end:
                 break
     finally:
         container.close()
