@@ -83,8 +83,47 @@ def display_rotation(frame) -> int:
         return 0
 
 
+def _nominal_rate(stream, index: FrameIndex) -> tuple[Fraction, bool]:
+    """(rate, variable): the rate the video is meant to play at, and whether its frames keep to it.
+
+    A frame that lasts more than half a frame longer or shorter than 1/rate (a dropped frame, a
+    stall, a burst) makes the video variable-rate. Constant-rate video keeps the container's
+    average rate, as it always has; variable-rate video takes the nominal rate FFmpeg guesses from
+    its timestamps, or the rate of its most common frame duration when that guess does not fit."""
+    average = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not average or average <= 0:
+        raise UserError("The video has no usable frame rate; re-encode it at a constant rate first")
+    average = Fraction(average)
+    tb = Fraction(stream.time_base)
+    steps = np.diff(np.asarray(index.pts, dtype=np.int64))
+    if len(steps) == 0:
+        return average, False
+    typical = Fraction(int(np.median(steps))) * tb          # seconds of the median frame
+    nominal = average
+    for candidate in (stream.guessed_rate, stream.base_rate, average):
+        if candidate and candidate > 0 and abs(1 / Fraction(candidate) - typical) <= typical / 20:
+            nominal = Fraction(candidate)
+            break
+    else:
+        nominal = (1 / typical).limit_denominator(1001)
+    seconds = steps * float(tb)
+    variable = bool(np.any(np.abs(seconds - float(1 / nominal)) > float(1 / nominal) / 2))
+    return (nominal, True) if variable else (average, False)
+
+
 class VideoSource:
-    """One input video: its rate, frame count, audio, and frame-exact decoding by index."""
+    """One input video: its rate, frame count, audio, and frame-exact decoding by index.
+
+    Variable frame rate. Everything above this class works on a constant rate. For variable-rate
+    input (see _nominal_rate) it is made constant the way FFmpeg's fps filter does it: the clip
+    plays at the nominal rate, and its "frames" are slots 1/rate apart from the first frame; each
+    source frame goes to the slot nearest its timestamp, a slot that a dropped frame leaves empty
+    repeats the frame before it, and of two frames in one slot the later is shown. frame_count,
+    frames(), time_of() and absolute_time() then count slots, so a time names the slot on screen at
+    that time and the sound (read at slot times) stays within half a frame of the picture;
+    source_frame() and slot_of_frame() convert to and from the file's own frame indices (which a
+    frame index the user gives names). Constant-rate input maps every frame to itself.
+    """
 
     def __init__(self, path: str, audio_stream: int | None = None):
         self.path = str(path)
@@ -93,15 +132,15 @@ class VideoSource:
             if not container.streams.video:
                 raise UserError(f"{path} has no video stream; give a video file")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not rate or rate <= 0:
-                raise UserError(f"{path} has no usable frame rate; re-encode it at a constant rate first")
-            self.rate = Fraction(rate)
             self.time_base = Fraction(stream.time_base)
             self.stream_index = stream.index
             self.index = _index_frames(container, stream)
             if not self.index.pts:
                 raise UserError(f"{path} has a video stream with no frames")
+            try:
+                self.rate, self.variable_rate = _nominal_rate(stream, self.index)
+            except UserError:
+                raise UserError(f"{path} has no usable frame rate; re-encode it at a constant rate first")
             ctx = stream.codec_context
             self.codec = ctx.name
             self.coded_width, self.coded_height = ctx.width, ctx.height
@@ -110,7 +149,8 @@ class VideoSource:
             raise UserError(f"Cannot read {path} as a video ({e.strerror or e}); give an MP4, MOV, MKV or similar file")
         finally:
             container.close()
-        first = next(self.frames(0, 1), None)
+        self._slots()
+        first = next(self._decode(0, 1), None)
         if first is None:
             raise UserError(f"No frame of {path} could be decoded; the file may be damaged")
         _, frame = first
@@ -118,17 +158,59 @@ class VideoSource:
         self.rotation = display_rotation(frame)
         self.colour = dict(colorspace=frame.colorspace, color_range=frame.color_range,
                            color_primaries=frame.color_primaries, color_trc=frame.color_trc)
+        self.pix_fmt = frame.format.name
+        self.bit_depth = max((c.bits for c in frame.format.components), default=8)
+
+    def _slots(self) -> None:
+        """For variable-rate input: the slot of every source frame, and the frame shown in every slot."""
+        self._slot_of = self._frame_in = None
+        if not self.variable_rate:
+            return
+        pts = np.asarray(self.index.pts, dtype=object) - self.index.pts[0]
+        scale = self.time_base * self.rate                     # slots per tick
+        num, den = scale.numerator, scale.denominator
+        # nearest slot: floor(pts * scale + 1/2), in integers
+        slot_of = np.array([(2 * int(t) * num + den) // (2 * den) for t in pts], dtype=np.int64)
+        self._slot_of = slot_of
+        self._frame_in = np.searchsorted(slot_of, np.arange(int(slot_of[-1]) + 1), side="right") - 1
+
+    @property
+    def frames_in_file(self) -> int:
+        """Frames the file holds (for variable-rate input, frame_count counts slots instead)."""
+        return len(self.index.pts)
 
     @property
     def frame_count(self) -> int:
-        return len(self.index.pts)
+        return len(self._frame_in) if self.variable_rate else len(self.index.pts)
+
+    def source_frame(self, slot: int) -> int:
+        """The file's frame index shown in `slot`."""
+        return int(self._frame_in[slot]) if self.variable_rate else slot
+
+    def slot_of_frame(self, index: int) -> int:
+        """The slot that shows the file's frame `index` (the one nearest its timestamp)."""
+        return int(self._slot_of[index]) if self.variable_rate else index
+
+    @property
+    def repeated_slots(self) -> int:
+        """Slots that repeat the frame before them (frames the recording dropped)."""
+        return self.frame_count - len(set(self._frame_in.tolist())) if self.variable_rate else 0
+
+    @property
+    def skipped_frames(self) -> int:
+        """Source frames no slot shows (two frames in one slot: the earlier is left out)."""
+        return self.frames_in_file - len(set(self._frame_in.tolist())) if self.variable_rate else 0
 
     def time_of(self, index: int) -> Fraction:
-        """Seconds from the first frame to frame `index`, from its real timestamp."""
+        """Seconds from the first frame to frame (slot) `index`, from its real timestamp."""
+        if self.variable_rate:
+            return Fraction(index) / self.rate
         return (self.index.pts[index] - self.index.pts[0]) * self.time_base
 
     def absolute_time(self, index: int) -> Fraction:
         """Seconds on the container's clock (the clock the audio shares)."""
+        if self.variable_rate:
+            return self.index.pts[0] * self.time_base + Fraction(index) / self.rate
         return self.index.pts[index] * self.time_base
 
     @property
@@ -140,9 +222,47 @@ class VideoSource:
         """(width, height) as a player shows it."""
         return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
+    def notes(self, pix_fmt: str = "yuv420p") -> list[str]:
+        """One line for each thing about this input that the clip will not keep as it was."""
+        out = []
+        if self.bit_depth > 8 and pix_fmt == "yuv420p":
+            out.append(f"the source is {self.bit_depth}-bit ({self.pix_fmt}); the clip is 8-bit "
+                       "(--pix-fmt yuv420p10le keeps 10 bits, though browsers do not play it)")
+        if self.audio is not None and self.audio.ignored:
+            others = self.audio.ignored
+            out.append(f"the sound is audio stream {self.audio.position} ({self.audio.codec}, "
+                       f"{self.audio.sample_rate} Hz); {others} other audio stream{'s' if others > 1 else ''} "
+                       "ignored (--audio-stream N picks another)")
+        if self.variable_rate:
+            out.append(f"the input has a variable frame rate; the clip plays at a constant "
+                       f"{float(self.rate):.3f} fps, each frame the source frame on screen at its time "
+                       f"({self.repeated_slots} repeated where frames were dropped, {self.skipped_frames} left out)")
+        return out
+
     def frames(self, start: int, stop: int) -> Iterator[tuple[int, "av.VideoFrame"]]:
-        """Decoded frames start .. stop-1 with their indices, in order; seeks instead of decoding from 0."""
+        """Decoded frames (slots) start .. stop-1 with their indices, in order; seeks instead of
+        decoding from 0. For variable-rate input a frame repeated over several slots is yielded
+        once for each of them (the same frame object)."""
+        if not self.variable_rate:
+            yield from self._decode(start, stop)
+            return
         stop = min(stop, self.frame_count)
+        if start >= stop:
+            return
+        decoded = self._decode(self.source_frame(start), self.source_frame(stop - 1) + 1)
+        current = (-1, None)
+        for slot in range(start, stop):
+            wanted = self.source_frame(slot)
+            while current[0] < wanted:
+                current = next(decoded, None)
+                if current is None:
+                    raise UserError(f"{self.path} ends early: frame {wanted} could not be decoded; "
+                                    "the file may be damaged")
+            yield slot, current[1]
+
+    def _decode(self, start: int, stop: int) -> Iterator[tuple[int, "av.VideoFrame"]]:
+        """The file's frames start .. stop-1 by their own indices."""
+        stop = min(stop, self.frames_in_file)
         if start >= stop:
             return
         for seek_pts in self.index.seek_points(start) + [None]:
@@ -150,25 +270,35 @@ class VideoSource:
             try:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                if seek_pts is not None:
-                    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
                 expected = start
-                for frame in container.decode(stream):
-                    k = self.index.position(frame.pts) if frame.pts is not None else None
-                    if k is None or k < expected:
-                        continue
-                    if k > expected:
-                        break  # the seek landed after `start` (or a frame is missing): start earlier
-                    yield k, frame
-                    expected += 1
-                    if expected == stop:
-                        return
+                try:
+                    if seek_pts is not None:
+                        container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+                    for frame in container.decode(stream):
+                        k = self.index.position(frame.pts) if frame.pts is not None else None
+                        if k is None or k < expected:
+                            continue
+                        if k > expected:
+                            break  # the seek landed after `start` (or a frame is missing): start earlier
+                        yield k, frame
+                        expected += 1
+                        if expected == stop:
+                            return
+                except av.error.FFmpegError as e:
+                    raise UserError(f"{self.path} is damaged near frame {expected} "
+                                    f"({float(self.time_of_frame(expected)):.2f} s: {e.strerror or e}); "
+                                    "repair or re-encode it, or choose frames away from the damage")
                 if expected > start:
                     raise UserError(f"{self.path} ends early: frame {expected} could not be decoded; "
                                     "the file may be damaged")
             finally:
                 container.close()
         raise UserError(f"Frame {start} of {self.path} could not be decoded; the file may be damaged")
+
+    def time_of_frame(self, index: int) -> Fraction:
+        """Seconds from the first frame to the file's frame `index`."""
+        index = min(index, self.frames_in_file - 1)
+        return (self.index.pts[index] - self.index.pts[0]) * self.time_base
 
 
 def to_rgb(frame) -> np.ndarray:
