@@ -11,6 +11,7 @@ import sys
 from splice.errors import UserError
 from splice.models import MODEL_NAMES
 from splice.pipeline import Options, run
+from splice.signals import Terminated, terminate_as_interrupt
 
 
 def parse_args(argv=None) -> Options:
@@ -51,13 +52,15 @@ def parse_args(argv=None) -> Options:
 def main(argv=None) -> int:
     opts = parse_args(argv)
     try:
-        run(opts)
+        with terminate_as_interrupt():
+            run(opts)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP (splice.signals.Terminated)
+        what = f"stopped by {e.name}" if isinstance(e, Terminated) else "interrupted"
+        print(f"{what}; nothing was written", file=sys.stderr)
+        return getattr(e, "exit_status", 130)
     return 0
 
 

@@ -7,11 +7,14 @@ runs forward from there.
 from __future__ import annotations
 
 import bisect
+import errno
 import math
 import os
+import re
 import queue
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -460,19 +463,86 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
     return out
 
 
+PARTIAL = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.partial\.[A-Za-z0-9]+$")
+STALE_AFTER_SECONDS = 60
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True          # someone else's process
+    return True
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Delete temporary outputs (`.NAME.PID.XXXX.partial.EXT`) left in `folder` by processes that
+    are gone (killed with SIGKILL, or by a power cut), untouched for STALE_AFTER_SECONDS (so that a
+    writer on another machine sharing the folder, whose pid means nothing here, is left alone
+    while it works). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = PARTIAL.match(entry.name)
+        if not m or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > STALE_AFTER_SECONDS:
+                os.remove(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _write_error(e: OSError, target: Path) -> UserError | None:
+    """A failure to write the output, in the user's words (None: not a writing problem)."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"No space left on the device holding {target}; free some space or choose another --output")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"Cannot write {target} ({e.strerror}); choose another --output")
+    if e.errno == errno.EIO:
+        return UserError(f"Writing {target} failed (input/output error on the device holding {folder}); "
+                         "check the disk or choose another --output")
+    if e.errno in (errno.EFBIG, errno.ENAMETOOLONG):
+        return UserError(f"Cannot write {target} ({e.strerror}); choose another --output")
+    return None
+
+
 @contextmanager
 def atomic_output(path: str):
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path` (`.NAME.PID.XXXX.partial.EXT`); rename it over `path`
+    only if the block succeeds. Stale temporary files of processes that are gone are removed first.
+    Running out of space or permission while writing becomes a UserError; the temporary file
+    never outlives the block."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}",
-                               dir=target.parent)
+    remove_stale_partials(target.parent if str(target.parent) else ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".partial{target.suffix}",
+                                   dir=target.parent if str(target.parent) else ".")
+    except OSError as e:
+        raise _write_error(e, target) or UserError(f"Cannot create a file beside {target} ({e.strerror}); "
+                                                    "choose another --output") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; the clip is an ordinary file
-        os.replace(tmp, target)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; the clip is an ordinary file
+            os.replace(tmp, target)
+        except OSError as e:            # PyAV's errors for a failed write are OSErrors too
+            error = _write_error(e, target)
+            if error is None:
+                raise
+            raise error from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -1,0 +1,152 @@
+"""Failures a real machine brings: signals, stale temporary files, a full disk, damaged input,
+progress bars beside errors, 10-bit output."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from splice.errors import UserError
+from splice.media import PARTIAL, ClipWriter, VideoSource, atomic_output, remove_stale_partials
+from splice.signals import Terminated, terminate_as_interrupt
+from synthetic import code_frame, make_video, read_code
+
+FAST = ["--model", "flow", "--preset", "ultrafast", "--time-indent", "0", "--quiet"]
+
+
+def partials(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if ".partial" in p.name]
+
+
+def cli(*args):
+    return [sys.executable, str(ROOT / "interpolate_video.py"), *map(str, args)]
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_signal_mid_encode_leaves_nothing(video_factory, tmp_path, signum, status):
+    src = video_factory(size=(640, 480))
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen(cli("--input", src, "--output", out, "--model", "flow", "--preset", "slow",
+                                "--time-indent", "0", "--quiet"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.stat().st_size > 0 for p in partials(tmp_path)):   # encoding has begun
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        partial = partials(tmp_path)[0]
+        assert PARTIAL.match(partial.name) and f".{proc.pid}." in partial.name
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, err
+    assert err.strip().splitlines() == [f"stopped by {signal.Signals(signum).name}; nothing was written"], err
+    assert not out.exists() and not partials(tmp_path)
+
+
+def test_the_handlers_are_restored():
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as caught:
+        with terminate_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is not before
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert caught.value.exit_status == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_stale_partial_of_a_dead_process_is_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".clip.{dead.pid}.k2j4x9.partial.mp4"
+    mine = tmp_path / f".clip.{os.getpid()}.abcd12.partial.mp4"       # a live writer's
+    recent = tmp_path / f".other.{dead.pid}.zz9q.partial.mp4"         # touched a moment ago
+    unrelated = tmp_path / ".clip.partial.mp4.bak"
+    for p in (stale, mine, recent, unrelated):
+        p.write_bytes(b"x" * 100)
+    old = time.time() - 3600
+    for p in (stale, mine, unrelated):
+        os.utime(p, (old, old))
+    with atomic_output(str(tmp_path / "clip.mp4")) as tmp:
+        assert PARTIAL.match(Path(tmp).name) and f".{os.getpid()}." in tmp
+        Path(tmp).write_bytes(b"new")
+    assert not stale.exists()
+    assert mine.exists() and recent.exists() and unrelated.exists()
+    assert (tmp_path / "clip.mp4").read_bytes() == b"new"
+    assert remove_stale_partials(tmp_path) == []
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+def test_full_disk_is_one_line(video_factory, run_cli, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if not _mount_tmpfs(small, "256k"):
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount permission)")
+    try:
+        out = small / "o.mp4"
+        r = run_cli("--input", video_factory(), "--output", out, *FAST, report=False)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: No space left on the device holding"), r.stderr
+        assert "--output" in lines[0]
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def damaged_copy(src: Path, folder: Path) -> Path:
+    """The video with 20 kB of noise written over the middle of the file."""
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 20000] = np.random.default_rng(1).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    bad = folder / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("sound", ["audio", "no-audio"])
+def test_damaged_input_is_one_line(video_factory, run_cli, tmp_path, sound):
+    bad = damaged_copy(Path(video_factory()), tmp_path)
+    out = tmp_path / "o.mp4"
+    # A and B on either side of the damage: the whole span between is decoded.
+    extra = ["--no-audio"] if sound == "no-audio" else []
+    r = run_cli("--input", bad, "--output", out, "--frame-a", 150, "--frame-b", 290, *FAST, *extra, report=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "damaged" in lines[0]
+    assert not out.exists() and not partials(tmp_path)
+
+
+def test_a_progress_bar_never_shares_the_error_line(video_factory, run_cli, tmp_path):
+    src = Path(video_factory())
+    bad = damaged_copy(src, tmp_path)
+    still = tmp_path / "a.png"
+    with av.open(str(src)) as c:
+        for k, frame in enumerate(c.decode(c.streams.video[0])):
+            if k == 150:
+                frame.to_image().save(still)
+                break
+    out = tmp_path / "o.mp4"
+    # Locating the still decodes the whole video, with a progress bar, and meets the damage.
+    r = run_cli("--input", bad, "--output", out, "--frame-a", still, "--model", "flow", "--preset", "ultrafast",
+                "--time-indent", "0", report=False)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.rstrip("\n").split("\n")
+    assert lines[-1].startswith("error: ") and "damaged" in lines[-1] and "\r" not in lines[-1], r.stderr[-500:]
+    assert sum("error: " in line for line in lines) == 1
