@@ -564,10 +564,20 @@ def check_output_path(input_path: str, output_path: str) -> None:
         raise UserError(f"Cannot write to the output folder {folder} (permission denied); choose another --output")
 
 
-class ClipWriter:
-    """H.264 (libx264, yuv420p) at a constant rate with exact pts, plus optional AAC audio."""
+PIX_FMTS = ("yuv420p", "yuv420p10le")
 
-    def __init__(self, path: str, source: VideoSource, crf: int, audio: bool, preset: str = "medium"):
+
+class ClipWriter:
+    """H.264 (libx264) at a constant rate with exact pts, plus optional AAC audio.
+
+    pix_fmt "yuv420p" (default) is 8-bit 4:2:0, which everything plays; "yuv420p10le" keeps 10 bits
+    (H.264 High 10), which players such as VLC and ffplay show but browsers do not."""
+
+    def __init__(self, path: str, source: VideoSource, crf: int, audio: bool, preset: str = "medium",
+                 pix_fmt: str = "yuv420p"):
+        if pix_fmt not in PIX_FMTS:
+            raise UserError(f"--pix-fmt {pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
+        self.pix_fmt = pix_fmt
         # The index goes first in MP4/MOV so that players and browsers can start before the end.
         quicktime = Path(path).suffix.lower() in (".mp4", ".mov", ".m4v")
         self.container = av.open(path, "w", options={"movflags": "+faststart"} if quicktime else {})
@@ -577,7 +587,7 @@ class ClipWriter:
         self.height = source.height + source.height % 2
         self.pad = (self.height - source.height, self.width - source.width)
         stream = self.container.add_stream("libx264", rate=source.rate)
-        stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, pix_fmt
         # Frames are counted on this clock; the muxer may change the stream's own time base later.
         self.time_base = 1 / Fraction(source.rate)
         stream.time_base = self.time_base
@@ -609,11 +619,17 @@ class ClipWriter:
         self._audio_waiting = None  # a packet taken from the queue but not yet due
 
     def _yuv(self, frame):
-        """A decoded source frame as yuv420p, keeping its pixels where the format already fits."""
+        """A decoded source frame in the clip's format, keeping its pixels where the format already fits."""
         if self.pad != (0, 0):
-            return self._from_rgb(to_rgb(frame))   # padding is simplest on RGB; odd sizes are rare
-        if frame.format.name != "yuv420p" or frame.color_range != self.color_range:
-            frame = frame.reformat(format="yuv420p", src_color_range=frame.color_range,
+            if self.pix_fmt == "yuv420p":
+                return self._from_rgb(to_rgb(frame))   # padding is simplest on RGB; odd sizes are rare
+            # 16 bits a channel on the way, so the padding costs none of the ten
+            rgb = frame.reformat(format="rgb48le", src_color_range=frame.color_range).to_ndarray()
+            padded = av.VideoFrame.from_ndarray(self._pad_rgb(rgb), format="rgb48le")
+            return padded.reformat(format=self.pix_fmt, dst_colorspace=self.colorspace,
+                                   dst_color_range=self.color_range)
+        if frame.format.name != self.pix_fmt or frame.color_range != self.color_range:
+            frame = frame.reformat(format=self.pix_fmt, src_color_range=frame.color_range,
                                    dst_color_range=self.color_range)
         return frame
 
@@ -627,7 +643,7 @@ class ClipWriter:
         # The same colour matrix and range the source frames were read with, so generated frames
         # sit on the same colours as their neighbours.
         frame = av.VideoFrame.from_ndarray(self._pad_rgb(rgb), format="rgb24")
-        return frame.reformat(format="yuv420p", dst_colorspace=self.colorspace,
+        return frame.reformat(format=self.pix_fmt, dst_colorspace=self.colorspace,
                               dst_color_range=self.color_range)
 
     def write_rgb(self, rgb: np.ndarray) -> None:

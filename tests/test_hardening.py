@@ -150,3 +150,53 @@ def test_a_progress_bar_never_shares_the_error_line(video_factory, run_cli, tmp_
     lines = r.stderr.rstrip("\n").split("\n")
     assert lines[-1].startswith("error: ") and "damaged" in lines[-1] and "\r" not in lines[-1], r.stderr[-500:]
     assert sum("error: " in line for line in lines) == 1
+
+
+def _decoded(path):
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        info = (v.codec_context.pix_fmt, v.codec_context.profile)
+        frames = list(c.decode(v))
+    return info, frames
+
+
+@pytest.mark.parametrize("size,pix_fmt", [((320, 240), "yuv420p10le"), ((321, 241), "yuv444p10le")])
+def test_ten_bit_output(video_factory, tmp_path, size, pix_fmt):
+    src = VideoSource(str(video_factory(frames=30, size=size, audio=False, pix_fmt=pix_fmt)))
+    assert src.bit_depth == 10
+    assert any("10-bit" in line and "--pix-fmt yuv420p10le" in line for line in src.notes("yuv420p"))
+    assert not any("10-bit" in line for line in src.notes("yuv420p10le"))
+    out = tmp_path / "ten.mp4"
+    writer = ClipWriter(str(out), src, crf=8, audio=False, preset="ultrafast", pix_fmt="yuv420p10le")
+    for k, frame in src.frames(0, 10):
+        writer.write_source(frame)
+    # A smooth 10-bit ramp (one code value a column): an 8-bit path would round it in steps of 4.
+    # (Written only at an even size: the odd-sized source is 4:4:4 and gets padded.)
+    w, h = size
+    ramp = np.tile(300 + np.arange(w, dtype=np.uint16), (h, 1))
+    even = pix_fmt == "yuv420p10le"
+    if even:
+        frame_ramp = av.VideoFrame.from_ndarray(np.concatenate([ramp, np.full((h // 2, w), 512, np.uint16)]),
+                                                format=pix_fmt)
+        frame_ramp.color_range = src.colour["color_range"] or 1
+        writer.write_source(frame_ramp)
+    generated = code_frame(500, *size)
+    writer.write_rgb(generated)
+    writer.close()
+    (out_fmt, profile), frames = _decoded(out)
+    assert out_fmt == "yuv420p10le" and profile == "High 10"
+    codes = [read_code(f.to_ndarray(format="rgb24")[:h, :w]) for f in frames]
+    assert codes[:10] == list(range(10)) and codes[-1] == 500 and len(codes) == 11 + even
+    if even:
+        got = frames[10].to_ndarray()[:h, :w].astype(float)
+        assert np.abs(got[:, 8:-8] - ramp[:, 8:-8]).mean() < 0.5
+        assert len(np.unique(got[h // 2, 8:-8].astype(int) & 3)) == 4
+    # A generated RGB frame lands on the same colours.
+    rgb = frames[-1].to_ndarray(format="rgb24")[:h, :w].astype(float)
+    assert np.abs(rgb - generated).mean() < 3
+
+
+def test_unknown_pix_fmt(video_factory, tmp_path):
+    src = VideoSource(str(video_factory(frames=30, audio=False)))
+    with pytest.raises(UserError, match="--pix-fmt 'yuv444p' is not one of yuv420p, yuv420p10le"):
+        ClipWriter(str(tmp_path / "x.mp4"), src, crf=17, audio=False, pix_fmt="yuv444p")
