@@ -225,13 +225,14 @@ class VideoSource:
         """(width, height) as a player shows it."""
         return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
-    def notes(self, pix_fmt: str = "yuv420p") -> list[str]:
-        """One line for each thing about this input that the clip will not keep as it was."""
+    def notes(self, pix_fmt: str = "yuv420p", audio: bool = True) -> list[str]:
+        """One line for each thing about this input that the clip will not keep as it was (written
+        with `pix_fmt`, with the sound or without)."""
         out = []
         if self.bit_depth > 8 and pix_fmt == "yuv420p":
             out.append(f"the source is {self.bit_depth}-bit ({self.pix_fmt}); the clip is 8-bit "
                        "(--pix-fmt yuv420p10le keeps 10 bits, though browsers do not play it)")
-        if self.audio is not None and self.audio.ignored:
+        if audio and self.audio is not None and self.audio.ignored:
             others = self.audio.ignored
             out.append(f"the sound is audio stream {self.audio.position} ({self.audio.codec}, "
                        f"{self.audio.sample_rate} Hz); {others} other audio stream{'s' if others > 1 else ''} "

@@ -200,3 +200,106 @@ def test_unknown_pix_fmt(video_factory, tmp_path):
     src = VideoSource(str(video_factory(frames=30, audio=False)))
     with pytest.raises(UserError, match="--pix-fmt 'yuv444p' is not one of yuv420p, yuv420p10le"):
         ClipWriter(str(tmp_path / "x.mp4"), src, crf=17, audio=False, pix_fmt="yuv444p")
+
+
+def _two_soundtracks(path: Path) -> Path:
+    """The synthetic video with a second audio stream: a 1 kHz tone, no bursts."""
+    src = VideoSource(str(make_video(path.with_name("one.mp4"), frames=425, audio=True)))
+    with av.open(src.path) as c, av.open(str(path), "w") as out:
+        v_in, a_in = c.streams.video[0], c.streams.audio[0]
+        v = out.add_stream_from_template(v_in)
+        a = out.add_stream_from_template(a_in)
+        tone = out.add_stream("aac", rate=48000, layout="mono")
+        for packet in c.demux(v_in, a_in):
+            if packet.dts is None:
+                continue
+            packet.stream = v if packet.stream.type == "video" else a
+            out.mux(packet)
+        t = np.arange(48000 * 18) / 48000
+        sound = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)[None]
+        for start in range(0, sound.shape[1], 1024):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start:start + 1024]), format="fltp",
+                                           layout="mono")
+            f.sample_rate, f.pts = 48000, start
+            for p in tone.encode(f):
+                out.mux(p)
+        for p in tone.encode():
+            out.mux(p)
+    return path
+
+
+def test_audio_stream_choice_and_its_note(run_cli, tmp_path):
+    from synthetic import burst_onsets, decode_audio
+    src = _two_soundtracks(tmp_path / "two.mkv")
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", src, "--output", out, *[a for a in FAST if a != "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert "note: the sound is audio stream 0 (aac, 48000 Hz); 1 other audio stream ignored" in r.stdout
+    assert r.report["audio_stream"] == 0 and r.report["audio_streams_ignored"] == 1
+    assert burst_onsets(decode_audio(out)[0])           # the bursts of stream 0
+    out2 = tmp_path / "o2.mp4"
+    r = run_cli("--input", src, "--output", out2, *FAST, "--audio-stream", 1)
+    assert r.returncode == 0, r.stderr
+    assert r.report["audio_stream"] == 1
+    audio, sr = decode_audio(out2)
+    assert audio.shape[0] == 1 and not burst_onsets(audio)    # the plain tone
+    spectrum = np.abs(np.fft.rfft(audio[0, sr:2 * sr]))
+    assert abs(np.argmax(spectrum) - 1000) <= 2
+    out3 = tmp_path / "o3.mp4"
+    r = run_cli("--input", src, "--output", out3, *FAST, "--audio-stream", 2)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --audio-stream 2: the input has audio streams 0..1"
+    assert not out3.exists()
+
+
+def test_ten_bit_from_the_command_line(video_factory, run_cli, tmp_path):
+    src = video_factory(frames=425, audio=False, pix_fmt="yuv420p10le")
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", src, "--output", out, *[a for a in FAST if a != "--quiet"])
+    assert r.returncode == 0, r.stderr
+    assert any(line.startswith("note: the source is 10-bit") for line in r.stdout.splitlines()), r.stdout
+    assert any("10-bit" in n for n in r.report["notes"]) and r.report["pix_fmt"] == "yuv420p"
+    out10 = tmp_path / "o10.mp4"
+    r = run_cli("--input", src, "--output", out10, *FAST, "--pix-fmt", "yuv420p10le")
+    assert r.returncode == 0, r.stderr
+    assert r.report["notes"] == [] and r.report["pix_fmt"] == "yuv420p10le"
+    (pix_fmt, profile), _ = _decoded(out10)
+    assert (pix_fmt, profile) == ("yuv420p10le", "High 10")
+    bad = tmp_path / "bad.mp4"
+    r = run_cli("--input", src, "--output", bad, *FAST, "--pix-fmt", "rgb24")
+    assert r.returncode == 2 and r.stderr.startswith("error: --pix-fmt 'rgb24' is not one of") and not bad.exists()
+
+
+def test_a_gap_in_the_audio_is_reported(run_cli, tmp_path):
+    """A recording whose sound stops for 0.2 s at 3 s (its timestamps jump): silence there, a note
+    and a report entry, and the sound after the gap stays on its timestamps."""
+    from synthetic import burst_onsets, decode_audio, tone_with_bursts
+    plain = make_video(tmp_path / "plain.mp4", frames=425, audio=False)
+    src = tmp_path / "gap.mp4"
+    with av.open(str(plain)) as c, av.open(str(src), "w") as out:
+        v = out.add_stream_from_template(c.streams.video[0])
+        a = out.add_stream("aac", rate=48000, layout="stereo")
+        for packet in c.demux(c.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = v
+            out.mux(packet)
+        sound = tone_with_bursts(18)
+        for start in range(0, sound.shape[1], 1024):
+            if 3 * 48000 <= start < 3.2 * 48000:
+                continue                                   # nothing recorded for 0.2 s
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start:start + 1024]), format="fltp",
+                                           layout="stereo")
+            f.sample_rate, f.pts = 48000, start
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    o = tmp_path / "o.mp4"
+    r = run_cli("--input", src, "--output", o, *[x for x in FAST if x != "--quiet"])
+    assert r.returncode == 0, r.stderr
+    gaps = r.report["audio_gaps"]
+    assert len(gaps) == 1 and abs(gaps[0]["at"] - 3.0) < 0.03 and abs(gaps[0]["seconds"] - 0.2) < 0.03, gaps
+    assert "note: the source's audio has a" in r.stdout and "gap at 3.0" in r.stdout
+    # Output 0-5 s is source 0-5 s: the burst after the gap is still at 4 s.
+    onsets = [t for t in burst_onsets(decode_audio(o)[0]) if t < 4.9]
+    assert all(abs(t - round(t)) < 0.003 for t in onsets) and abs(onsets[-1] - 4.0) < 0.003, onsets

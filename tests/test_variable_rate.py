@@ -96,4 +96,7 @@ def test_sound_stays_with_the_picture(vfr_video, run_cli, tmp_path, a, b):
         second = round(t + 1) if t < 5.1 else round(t + 2)
         q = codes.index(RATE * second)
         assert abs(t - q / RATE) <= 0.5 / RATE + 0.002, (t, q, second)
-    assert r.report["fps"] == RATE and r.report["frame_count"] == FRAMES
+    rep = r.report
+    assert rep["fps"] == RATE and rep["frame_count"] == FRAMES and rep["source_frames"] == FRAMES - len(DROPPED)
+    assert rep["variable_rate"] is True
+    assert any("variable frame rate" in note and "10 repeated" in note for note in rep["notes"]), rep["notes"]
