@@ -100,3 +100,31 @@ def test_sound_stays_with_the_picture(vfr_video, run_cli, tmp_path, a, b):
     assert rep["fps"] == RATE and rep["frame_count"] == FRAMES and rep["source_frames"] == FRAMES - len(DROPPED)
     assert rep["variable_rate"] is True
     assert any("variable frame rate" in note and "10 repeated" in note for note in rep["notes"]), rep["notes"]
+
+
+def make_mkv(path, dropped=frozenset(), frames=120):
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=RATE)
+        v.width, v.height, v.pix_fmt = 160, 120, "yuv420p"
+        v.options = {"preset": "ultrafast"}
+        for k in range(frames):
+            if k in dropped:
+                continue
+            f = av.VideoFrame.from_ndarray(code_frame(k, 160, 120), format="rgb24")
+            f.pts, f.time_base = k, Fraction(1, RATE)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+def test_millisecond_timestamps(tmp_path):
+    """MKV rounds timestamps to 1 ms (33/34 ms steps at 30 fps): that is not a variable rate, and
+    with dropped frames the rounding does not move a frame to the wrong slot."""
+    steady = VideoSource(str(make_mkv(tmp_path / "steady.mkv")))
+    assert not steady.variable_rate and steady.frame_count == 120
+    dropped = {10, 11, 50, 77}
+    vfr = VideoSource(str(make_mkv(tmp_path / "vfr.mkv", dropped)))
+    assert vfr.variable_rate and vfr.rate == RATE and vfr.frame_count == 120
+    assert _codes(vfr, 0, 120) == [max(j for j in range(k + 1) if j not in dropped) for k in range(120)]
