@@ -35,10 +35,11 @@ def main() -> None:
     p.add_argument("--input", default=str(D6))
     p.add_argument("--model", default="auto")
     p.add_argument("--device", default="auto")
+    p.add_argument("--ckpt", help="a VFIMamba checkpoint, for --model vfimamba")
     p.add_argument("--long", default=str(ROOT / "outputs" / "long600.mp4"))
     p.add_argument("--skip-long", action="store_true")
     args = p.parse_args()
-    common = ["--model", args.model, "--device", args.device, "--quiet"]
+    common = ["--model", args.model, "--device", args.device, "--quiet"] + (["--ckpt", args.ckpt] if args.ckpt else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         singles = []
