@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which audio stream of the input to use, 0 being the first (default 0)")
     g.add_argument("--pix-fmt", default="yuv420p", metavar="FORMAT",
                    help="yuv420p (default: 8-bit, plays everywhere) or yuv420p10le (keeps 10 bits of a 10-bit "
-                        "source; browsers do not play 10-bit H.264)")
+                        "source; 10-bit H.264 is not played by every device, many hardware decoders lack it)")
     g.add_argument("--report", metavar="PATH",
                    help="write a JSON report of what was done (with --jobs: a summary, and one report per job "
                         "beside it)")

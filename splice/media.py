@@ -231,7 +231,7 @@ class VideoSource:
         out = []
         if self.bit_depth > 8 and pix_fmt == "yuv420p":
             out.append(f"the source is {self.bit_depth}-bit ({self.pix_fmt}); the clip is 8-bit "
-                       "(--pix-fmt yuv420p10le keeps 10 bits, though browsers do not play it)")
+                       "(--pix-fmt yuv420p10le keeps 10 bits, though not every player decodes 10-bit H.264)")
         if audio and self.audio is not None and self.audio.ignored:
             others = self.audio.ignored
             out.append(f"the sound is audio stream {self.audio.position} ({self.audio.codec}, "
@@ -572,7 +572,8 @@ class ClipWriter:
     """H.264 (libx264) at a constant rate with exact pts, plus optional AAC audio.
 
     pix_fmt "yuv420p" (default) is 8-bit 4:2:0, which everything plays; "yuv420p10le" keeps 10 bits
-    (H.264 High 10), which players such as VLC and ffplay show but browsers do not."""
+    (H.264 High 10), which software decoders (FFmpeg, VLC, Chromium 156) play but many hardware
+    decoders, and the players that rely on them, do not."""
 
     def __init__(self, path: str, source: VideoSource, crf: int, audio: bool, preset: str = "medium",
                  pix_fmt: str = "yuv420p"):

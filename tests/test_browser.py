@@ -8,6 +8,7 @@ skips with a reason where no Chromium is installed (Debian: apt-get install chro
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import http.server
 import json
@@ -78,6 +79,8 @@ class Browser:
     def __init__(self, profile: Path):
         to_child, self._write = os.pipe()
         self._read, from_child = os.pipe()
+        # Out of the way of 3 and 4, which the redirections below hand to the browser.
+        to_child, from_child = (self._high(fd) for fd in (to_child, from_child))
         args = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"]
         self.proc = subprocess.Popen(
             ["bash", "-c", f'exec "$0" "$@" 3<&{to_child} 4>&{from_child} {to_child}<&- {from_child}>&-', *args],
@@ -90,6 +93,12 @@ class Browser:
         threading.Thread(target=self._reader, daemon=True).start()
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    @staticmethod
+    def _high(fd: int) -> int:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+        os.close(fd)
+        return moved
 
     def _reader(self):
         buffer = b""
@@ -195,6 +204,8 @@ CASES = {
     "odd-size": dict(rate=Fraction(25), size=(321, 241), audio=False, rotation=0, pix_fmt="yuv444p"),
     "rotated": dict(rate=Fraction(25), size=(320, 240), audio=True, rotation=90, pix_fmt="yuv420p"),
     "29.97-fps": dict(rate=Fraction(30000, 1001), size=(320, 240), audio=True, rotation=0, pix_fmt="yuv420p"),
+    # Chromium decodes 10-bit H.264 in software: an independent decoder's view of --pix-fmt yuv420p10le.
+    "10-bit": dict(rate=Fraction(25), size=(320, 240), audio=True, rotation=0, pix_fmt="yuv420p10le"),
 }
 
 
@@ -206,8 +217,10 @@ def test_plays_in_chromium(browser, video_factory, run_cli, case):
     src = video_factory(frames=frames, **spec)
     out = browser.site / f"{case}.mp4"
     r = run_cli("--input", src, "--output", out, "--frame-a", round(5 * rate) + 6,
-                "--frame-b", round(5 * rate) + 6 + round(6 * rate), *FAST)
+                "--frame-b", round(5 * rate) + 6 + round(6 * rate), *FAST,
+                *(["--pix-fmt", "yuv420p10le"] if spec["pix_fmt"] == "yuv420p10le" else []))
     assert r.returncode == 0, r.stderr
+    assert r.report["pix_fmt"] == ("yuv420p10le" if spec["pix_fmt"] == "yuv420p10le" else "yuv420p")
     a, b = r.report["a"]["index"], r.report["b"]["index"]
     # Seek into the middle of output frames n and 2n (at 5 s and 10 s; 5.005 s and 10.010 s at 29.97 fps).
     times = [r.report["a"]["output_time"] + 0.5 / float(rate), r.report["b"]["output_time"] + 0.5 / float(rate)]
