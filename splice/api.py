@@ -35,11 +35,12 @@ from .render import EncodeOptions, Stopwatch, render
 VERSION = "0.2.0"
 
 
-def open_video(path: str) -> VideoSource:
-    """Probe a video (its packet index: rate, frames, audio) without decoding more than one frame."""
+def open_video(path: str, audio_stream: int | None = None) -> VideoSource:
+    """Probe a video (its packet index: rate, frames, audio) without decoding more than one frame;
+    `audio_stream` picks the N-th audio stream (0 = the first, the default)."""
     if not os.path.exists(path):
         raise UserError(f"Input file not found: {path}")
-    return VideoSource(path)
+    return VideoSource(path, audio_stream)
 
 
 def _source(video) -> VideoSource:
@@ -305,16 +306,20 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     watch = Stopwatch()
     watch.seconds.update(timings or {})
     started = time.perf_counter()
+    gaps: list = []
     with watch("write"):
         with atomic_output(output) as tmp:
             generated_at = render(job.source, job.timeline(), interpolator, tmp, encode, watch, progress,
-                                  save_generated)
+                                  save_generated, gaps)
+    for g in gaps:
+        say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
     watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
     info = model.info() if isinstance(model, LoadedModel) else {
         "name": getattr(model, "name", type(model).__name__),
         "description": getattr(model, "description", ""), "why": "given by the caller"}
     make = _splice_report if job.kind == "splice" else _edit_report
     result = make(job, output, encode, info, generated_at, watch.seconds)
+    result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
     if report:
         write_report(result, report)
     total = result["output_frames"]
@@ -343,6 +348,12 @@ def _common(job, output, encode, model_info, generated_at, timings) -> dict:
         "output_frames": total,
         "output_duration": float(total / rate),
         "audio": bool(encode.audio and source.audio),
+        "audio_stream": source.audio.position if encode.audio and source.audio else None,
+        "audio_streams_ignored": source.audio.ignored if source.audio else 0,
+        "variable_rate": source.variable_rate,
+        "source_frames": source.frames_in_file,
+        "notes": source.notes(encode.pix_fmt, encode.audio),
+        "pix_fmt": encode.pix_fmt,
         "crf": encode.crf,
         "preset": encode.preset,
         "timings": timings,

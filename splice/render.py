@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .audio import timeline_audio
 from .errors import UserError
-from .media import ClipWriter, VideoSource, to_rgb, upright
+from .media import PIX_FMTS, AudioGap, ClipWriter, VideoSource, to_rgb, upright
 from .plan import Bridge, Entry, Span
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
@@ -28,6 +28,7 @@ class EncodeOptions:
     crf: int = 17
     preset: str = "medium"
     audio: bool = True
+    pix_fmt: str = "yuv420p"
 
     def check(self) -> "EncodeOptions":
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
@@ -35,6 +36,8 @@ class EncodeOptions:
                             "17 (the default) is visually lossless, 23 is x264's own default")
         if self.preset not in X264_PRESETS:
             raise UserError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
+        if self.pix_fmt not in PIX_FMTS:
+            raise UserError(f"--pix-fmt {self.pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
         return self
 
 
@@ -57,16 +60,17 @@ class Stopwatch:
 
 
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
-           watch: Stopwatch, progress: bool = False, save_generated: str | None = None) -> list[int]:
+           watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
+           audio_gaps: list[AudioGap] | None = None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
-    of the generated frames."""
+    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`."""
     total = timeline[-1].out + timeline[-1].count
-    writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset)
+    writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset, encode.pix_fmt)
     generated_at: list[int] = []
     try:
         if writer.audio is not None:
             with watch("audio"):
-                writer.write_audio(timeline_audio(source, timeline, source.rate))
+                writer.write_audio(timeline_audio(source, timeline, source.rate, audio_gaps))
         with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
             last = None                      # (index, frame) of the last source frame written
             pending = None                   # a span's frames already opened by the bridge before it
