@@ -61,15 +61,30 @@ if MODEL == "rife":
     model = rife.load(device=DEVICE, weights_path=WEIGHTS)
 else:
     import vfimamba
-    model = vfimamba.load(WEIGHTS, device=DEVICE, tta=False)
+    model = vfimamba.load(WEIGHTS, device=DEVICE, tta=False, compile=COMPILE)
 sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
 sync()
 t_load = time.perf_counter() - t1
+t_warm = None
+if WARMUP:  # one small pair first: what of the first call's cost is per process, not per frame size
+    s = time.perf_counter()
+    model.interpolate(f0[:96, :128].copy(), f1[:96, :128].copy(), [0.5])
+    sync()
+    t_warm = time.perf_counter() - s
 calls = []
 for i in range(N):
     s = time.perf_counter()
+    if i == 0 and PROFILE:
+        import cProfile, pstats, io
+        prof = cProfile.Profile()
+        prof.enable()
     out = model.interpolate(f0, f1, [0.5])
     sync()
+    if i == 0 and PROFILE:
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(22)
+        print("PROFILE first call, by own time\n" + buf.getvalue()[-5000:], file=sys.stderr)
     calls.append(time.perf_counter() - s)
 assert out[0].shape == f0.shape and out[0].dtype == np.uint8 and 0 < out[0].mean() < 255
 net_ms = None
@@ -88,7 +103,7 @@ if MODEL != "rife":  # the network alone on device tensors, as interpolate() cal
     net_ms = statistics.median(net[2:]) * 1e3
 heavy = sorted(m for m in set(sys.modules) - base if any(m == p or m.startswith(p + ".") for p in HEAVY))
 print("RESULT" + json.dumps(dict(
-    import_torch_s=t_torch, load_s=t_load, first_ms=calls[0] * 1e3, second_ms=calls[1] * 1e3,
+    import_torch_s=t_torch, load_s=t_load, warmup_ms=None if t_warm is None else t_warm * 1e3, first_ms=calls[0] * 1e3, second_ms=calls[1] * 1e3,
     later_ms=statistics.median(calls[2:]) * 1e3, net_ms=net_ms, heavy=len(heavy), heavy_first=heavy[:6],
     description=getattr(model, "description", ""))))
 '''
@@ -115,14 +130,16 @@ def make_weights(model: str, folder: Path, weights_s: str | None) -> str:
     return str(path)
 
 
-def run_child(model, weights, device, res, cache, n, trace):
+def run_child(model, weights, device, res, cache, n, trace, warmup=False, profile=False, compile=False):
     code = (f"REPO={str(REPO)!r}\nTRACE={trace}\nHEAVY={HEAVY!r}\nRESXY={RES[res]!r}\nMODEL={model!r}\n"
-            f"WEIGHTS={weights!r}\nDEVICE={device!r}\nN={n}\n" + CHILD)
+            f"WEIGHTS={weights!r}\nDEVICE={device!r}\nN={n}\nWARMUP={warmup}\nPROFILE={profile}\n"
+            f"COMPILE={compile}\n" + CHILD)
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     env.pop("TRITON_CACHE_DIR", None)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
-    if trace and "TRACE" in proc.stderr:
-        print(proc.stderr[proc.stderr.index("TRACE"):][:6000], file=sys.stderr)
+    for tag in ("TRACE", "PROFILE"):
+        if tag in proc.stderr:
+            print(proc.stderr[proc.stderr.index(tag):][:6000], file=sys.stderr)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     if proc.returncode or not lines:
         print(proc.stdout[-3000:], proc.stderr[-6000:], file=sys.stderr)
@@ -138,6 +155,9 @@ def main():
     ap.add_argument("--weights-s", default="")
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--trace", action="store_true", help="print the stack of the first heavy import")
+    ap.add_argument("--states", default="cold,warm", help="cold, warm, warm+warmup (a small pair first), "
+                    "warm+profile (cProfile of the first call); with --compile: compile=True processes")
+    ap.add_argument("--compile", action="store_true", help="vfimamba.load(compile=True)")
     ap.add_argument("--results", default=str(REPO / "bench" / "results" / "first_call.md"))
     ap.add_argument("--machine", default="")
     args = ap.parse_args()
@@ -151,20 +171,24 @@ def main():
             weights = make_weights(model, tmp, args.weights_s)
             cache = tmp / f"cache-{model}"
             cache.mkdir()
-            for state in ("cold", "warm"):
-                r = run_child(model, weights, args.device, args.res, cache, args.calls, args.trace and state == "cold")
+            for state in args.states.split(","):
+                r = run_child(model, weights, args.device, args.res, cache, args.calls, args.trace and state == "cold",
+                              warmup="warmup" in state, profile="profile" in state, compile=args.compile)
+                if args.compile:
+                    state += " compile=True"
                 if r:
                     rows.append((model, state, r))
                     print(model, state, json.dumps(r), flush=True)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"\n## {when} on {machine} (torch {torch.__version__}, {args.res}, one t=0.5 frame a call, no TTA)\n",
-             "| model | Triton/CPU-scan cache | import torch s | load s | 1st call ms | 2nd ms | later ms (median) "
-             "| network ms | interpolate - network ms | heavy modules imported |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | Triton/CPU-scan cache | import torch s | load s | small warm-up ms | 1st call ms | 2nd ms "
+             "| later ms (median) | network ms | interpolate - network ms | heavy modules imported |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, state, r in rows:
         net = f"{r['net_ms']:.1f}" if r["net_ms"] is not None else "-"
         over = f"{r['later_ms'] - r['net_ms']:.2f}" if r["net_ms"] is not None else "-"
-        lines.append(f"| {model} | {state} | {r['import_torch_s']:.2f} | {r['load_s']:.2f} | {r['first_ms']:.0f} | "
+        wu = f"{r['warmup_ms']:.0f}" if r.get("warmup_ms") is not None else "-"
+        lines.append(f"| {model} | {state} | {r['import_torch_s']:.2f} | {r['load_s']:.2f} | {wu} | {r['first_ms']:.0f} | "
                      f"{r['second_ms']:.1f} | {r['later_ms']:.1f} | {net} | {over} | {r['heavy']} |")
     table = "\n".join(lines) + "\n"
     print(table)

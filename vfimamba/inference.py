@@ -7,6 +7,7 @@ evenly, and the timestep is fed straight to the network, so any t in (0, 1) work
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from fractions import Fraction
 from typing import Sequence
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cache import user_cache_dir
 from .model import VFIMambaNet
 
 
@@ -98,6 +100,23 @@ def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
                       f"(have {scan_backend!r}); using tf32", RuntimeWarning)
         return "tf32"
     return precision
+
+
+@contextlib.contextmanager
+def _compile_cache():
+    """Inductor's on-disk caches (compiled graphs, their Triton kernels, autotuning) in the user cache
+    folder while a compilation may run, so that a later process reuses them instead of a folder under
+    /tmp. Inductor reads the folder from TORCHINDUCTOR_CACHE_DIR when it needs it; the variable is
+    set only for the duration and put back afterwards (one that the user set wins)."""
+    key = "TORCHINDUCTOR_CACHE_DIR"
+    if os.environ.get(key):
+        yield
+        return
+    os.environ[key] = str(user_cache_dir() / "inductor")
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 class VFIMambaInterpolator:
@@ -219,7 +238,7 @@ class VFIMambaInterpolator:
             static = pairs.clone(), t.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # compile and warm up outside the capture
+            with torch.cuda.stream(side), _compile_cache():  # compile and warm up outside the capture
                 for _ in range(3):
                     self._compiled(*static, scale=scale, local=True, repeats=repeats)
             torch.cuda.current_stream().wait_stream(side)
