@@ -68,7 +68,10 @@ t_load = time.perf_counter() - t1
 t_warm = None
 if WARMUP:  # one small pair first: what of the first call's cost is per process, not per frame size
     s = time.perf_counter()
-    model.interpolate(f0[:96, :128].copy(), f1[:96, :128].copy(), [0.5])
+    if WARMUP == "sized" and hasattr(model, "warmup"):
+        model.warmup((H, W))  # the interpolator's own warm-up at the frames' size
+    else:
+        model.interpolate(f0[:96, :128].copy(), f1[:96, :128].copy(), [0.5])
     sync()
     t_warm = time.perf_counter() - s
 calls = []
@@ -132,7 +135,7 @@ def make_weights(model: str, folder: Path, weights_s: str | None) -> str:
 
 def run_child(model, weights, device, res, cache, n, trace, warmup=False, profile=False, compile=False):
     code = (f"REPO={str(REPO)!r}\nTRACE={trace}\nHEAVY={HEAVY!r}\nRESXY={RES[res]!r}\nMODEL={model!r}\n"
-            f"WEIGHTS={weights!r}\nDEVICE={device!r}\nN={n}\nWARMUP={warmup}\nPROFILE={profile}\n"
+            f"WEIGHTS={weights!r}\nDEVICE={device!r}\nN={n}\nWARMUP={warmup!r}\nPROFILE={profile}\n"
             f"COMPILE={compile}\n" + CHILD)
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     env.pop("TRITON_CACHE_DIR", None)
@@ -155,7 +158,7 @@ def main():
     ap.add_argument("--weights-s", default="")
     ap.add_argument("--calls", type=int, default=10)
     ap.add_argument("--trace", action="store_true", help="print the stack of the first heavy import")
-    ap.add_argument("--states", default="cold,warm", help="cold, warm, warm+warmup (a small pair first), "
+    ap.add_argument("--states", default="cold,warm", help="cold, warm, warm+warmup (a small pair first), warm+sizedwarmup (interp.warmup at the frames' size), "
                     "warm+profile (cProfile of the first call); with --compile: compile=True processes")
     ap.add_argument("--compile", action="store_true", help="vfimamba.load(compile=True)")
     ap.add_argument("--results", default=str(REPO / "bench" / "results" / "first_call.md"))
@@ -173,7 +176,8 @@ def main():
             cache.mkdir()
             for state in args.states.split(","):
                 r = run_child(model, weights, args.device, args.res, cache, args.calls, args.trace and state == "cold",
-                              warmup="warmup" in state, profile="profile" in state, compile=args.compile)
+                              warmup="sized" if "sizedwarmup" in state else "warmup" in state,
+                              profile="profile" in state, compile=args.compile)
                 if args.compile:
                     state += " compile=True"
                 if r:

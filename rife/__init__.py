@@ -166,6 +166,13 @@ class RifeInterpolator:
             outs.append(out[:, :, :h, :w])
         return torch.cat(outs) if outs else torch.empty(0, 3, h, w, device=self.device)
 
+    def warmup(self, size: tuple[int, int], timesteps: Sequence[float] = (0.5,)) -> None:
+        """Interpolate one synthetic pair of `size` (height, width) and drop the result, so that the
+        once-per-process and once-per-size set-up (cuDNN plans, ...) is not paid by the first real frame."""
+        h, w = size
+        f0 = (np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)).astype(np.uint8)
+        self.interpolate(f0, np.ascontiguousarray(f0[:, ::-1]), timesteps)
+
     @torch.inference_mode()
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
         out = self._forward(frame0, frame1, timesteps).float()

@@ -281,6 +281,16 @@ class VFIMambaInterpolator:
                 out.append(frame_at(Fraction(0), Fraction(1), f))
         return torch.cat(out, 0)
 
+    def warmup(self, size: tuple[int, int], timesteps: Sequence[float] = (0.5,)) -> None:
+        """Interpolate one synthetic pair of `size` (height, width) and drop the result: what a first
+        call pays once per process and frame size (cuDNN and cuBLAS set-up, convolution plans, Triton
+        kernels loaded from the disk cache) is then paid here, for instance in a background thread
+        while the frames are being read, and the first real frame is as fast as later ones."""
+        h, w = size
+        ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+        f0 = ramp.astype(np.uint8)
+        self.interpolate(f0, np.ascontiguousarray(f0[:, ::-1]), timesteps)
+
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
         if not len(timesteps):
             return []

@@ -56,6 +56,28 @@ _GLUON_FAILED = False
 _SPECIALISED = set()  # launch signatures seen in this process: Triton has compiled or loaded those
 
 
+def prefetch_compiler_key() -> None:
+    """Start computing, in a background thread, the hash of Triton's own compiler that every kernel's
+    cache key includes (Triton reads and hashes its sources and its library once per process: about
+    0.4 s on an H200 machine, which the first frame would otherwise wait for). Hashing and reading
+    release the GIL, so it overlaps the rest of the model load. Triton keeps the result itself."""
+    try:
+        from triton.compiler.compiler import triton_key
+    except Exception:  # another Triton layout: the first launch computes it as usual
+        return
+    if getattr(triton_key, "cache_info", None) and triton_key.cache_info().currsize:
+        return
+    import threading
+    threading.Thread(target=_quietly, args=(triton_key,), name="triton-key", daemon=True).start()
+
+
+def _quietly(fn):
+    try:
+        fn()
+    except Exception:
+        pass
+
+
 def _signature(args, extra) -> tuple:
     """What Triton specialises a kernel on, approximately: the tensors' dtypes and 16-byte alignment,
     each integer's divisibility by 16 (and being 1), and the compile-time constants."""
