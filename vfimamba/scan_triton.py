@@ -62,9 +62,12 @@ def prefetch_compiler_key() -> None:
     0.4 s on an H200 machine, which the first frame would otherwise wait for). Hashing and reading
     release the GIL, so it overlaps the rest of the model load. Triton keeps the result itself."""
     try:
-        from triton.compiler.compiler import triton_key
-    except Exception:  # another Triton layout: the first launch computes it as usual
-        return
+        from triton.runtime.cache import triton_key  # where newer Tritons keep it
+    except Exception:
+        try:
+            from triton.compiler.compiler import triton_key
+        except Exception:  # another Triton layout: the first launch computes it as usual
+            return
     if getattr(triton_key, "cache_info", None) and triton_key.cache_info().currsize:
         return
     import threading
