@@ -505,3 +505,18 @@ def test_warmup_runs_at_the_given_size():
     interp.interpolate = lambda a, b, ts: calls.append((a.shape, b.shape, list(ts))) or real(a, b, ts)
     interp.warmup((40, 72))
     assert calls == [((40, 72, 3), (40, 72, 3), [0.5])]
+
+
+def test_compile_cache_is_scoped(tmp_path, monkeypatch):
+    """compile=True points Inductor's caches at the user cache folder only while it compiles."""
+    import os
+    from vfimamba.inference import _compile_cache
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with _compile_cache():
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "interpolate_video" / "inductor")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice wins
+    with _compile_cache():
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

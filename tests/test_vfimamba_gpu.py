@@ -183,3 +183,30 @@ def test_device_conversions_match_host_ones(fx):
         assert g.shape == (90, 130, 3) and g.dtype == np.uint8 and g.flags.c_contiguous and np.array_equal(g, want)
     out = interp.interpolate(f0, f1, [0.25, 0.5])
     assert [o.shape for o in out] == [(90, 130, 3)] * 2 and all(o.flags.c_contiguous for o in out)
+
+
+def test_triton_kernels_cached_in_user_folder(tmp_path):
+    """A fresh process compiles the scan into $XDG_CACHE_HOME/interpolate_video/triton, and Triton's
+    cache setting is back as it was once the launch returns."""
+    import subprocess
+    code = f"""
+import os, sys, torch
+sys.path.insert(0, {str(REPO)!r})
+from vfimamba.scan_triton import selective_scan_triton
+g = torch.Generator(device="cuda").manual_seed(0)
+b, d, n, L = 1, 64, 16, 333
+u = torch.randn(b, d, L, device="cuda", generator=g)
+dt = torch.randn(b, d, L, device="cuda", generator=g)
+A = -torch.rand(d, n, device="cuda", generator=g)
+B = torch.randn(b, 1, n, L, device="cuda", generator=g)
+selective_scan_triton(u, dt, A, B, B.clone(), torch.ones(d, device="cuda"), torch.zeros(d, device="cuda"))
+torch.cuda.synchronize()
+print("ENV", os.environ.get("TRITON_CACHE_DIR"))
+"""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env.pop("TRITON_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ENV None" in proc.stdout
+    cached = list((tmp_path / "interpolate_video" / "triton").rglob("*.cubin"))
+    assert cached, f"no compiled kernel under {tmp_path / 'interpolate_video' / 'triton'}"
