@@ -6,6 +6,7 @@ at once.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,7 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
     total = timeline[-1].out + timeline[-1].count
     writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset, encode.pix_fmt)
     generated_at: list[int] = []
+    warming = _warm_up(interpolator, source, timeline)
     try:
         if writer.audio is not None:
             with watch("audio"):
@@ -91,6 +93,9 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
                 else:
                     right = _decode(source, e.right)
                 with watch("generate"):
+                    if warming is not None:
+                        warming.join()
+                        warming = None
                     frames = _generate(interpolator, left, right, e)
                 for k, rgb in zip(range(e.out, e.out + e.count), frames):
                     writer.write_rgb(rgb)
@@ -106,6 +111,26 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
         raise
     writer.close()
     return generated_at
+
+
+def _warm_up(interpolator, source: VideoSource, timeline: list[Entry]):
+    """On a GPU, a model's first call pays once-per-process set-up (cuDNN and cuBLAS plans, kernels
+    loaded from the disk cache: most of a second). Pay it in a thread while the first span is
+    decoded and encoded, which the model does not need. On the CPU the warm-up would be a whole
+    inference competing with the encoder for the same cores, so it is left out."""
+    bridges = [e for e in timeline if isinstance(e, Bridge)]
+    device = getattr(getattr(interpolator, "device", None), "type", None)
+    if not bridges or device != "cuda" or not hasattr(interpolator, "warmup"):
+        return None
+
+    def run():
+        try:
+            interpolator.warmup((source.height, source.width), [float(t) for t in bridges[0].timesteps])
+        except Exception:   # the real call will say what is wrong
+            pass
+    thread = threading.Thread(target=run, name="model warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _decode(source: VideoSource, index: int):
