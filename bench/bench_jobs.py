@@ -15,7 +15,6 @@ import datetime
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.bench_pipeline import machine, timed
