@@ -19,7 +19,7 @@ import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench.bench_pipeline import machine  # noqa: E402
+from bench.bench_pipeline import append_results, machine  # noqa: E402
 from splice.models import load_interpolator  # noqa: E402
 from splice.sample import draw  # noqa: E402
 
@@ -59,12 +59,8 @@ def main():
     lines += [f"| {d} | {s} | {t:.1f} | {m} |" for d, s, t, m in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results" / "models.md"
-    if not out.exists():
-        out.write_text("# Models: ms per generated frame\n\nMade by `python3 -m bench.bench_models` (one timestep per call, "
-                       "the way the CLI calls models, including upload, padding and conversion).\n")
-    with open(out, "a") as f:
-        f.write(text)
+    append_results("models", "# Models: ms per generated frame\n\nMade by `python3 -m bench.bench_models` (one timestep per call, "
+                       "the way the CLI calls models, including upload, padding and conversion).\n", text)
 
 
 if __name__ == "__main__":

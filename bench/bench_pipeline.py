@@ -44,6 +44,17 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores (CPU only)"
 
 
+def append_results(name: str, header: str, text: str) -> Path:
+    """Append a dated table to bench/results/NAME.md, starting the file with `header` if it is new."""
+    results = ROOT / "bench" / "results" / f"{name}.md"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    if not results.exists():
+        results.write_text(header)
+    with open(results, "a") as f:
+        f.write(text)
+    return results
+
+
 def timed(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stderr of a command (its own peak, read with wait4)."""
     with tempfile.TemporaryFile("w+") as err:
@@ -118,14 +129,9 @@ def main() -> None:
                      f"{s['probe']:.2f} / {s['model_load']:.2f} / {s['analyse']:.2f} / {s['audio']:.2f} / {s['generate']:.2f} / {s['write']:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    results = ROOT / "bench" / "results" / "pipeline.md"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    if not results.exists():
-        results.write_text("# Pipeline: whole CLI against the I/O floor\n\nMade by `python3 -m bench.bench_pipeline`. "
+    append_results("pipeline", "# Pipeline: whole CLI against the I/O floor\n\nMade by `python3 -m bench.bench_pipeline`. "
                            "The floor decodes exactly the frames the splice shows and encodes 3n frames (no analysis, "
-                           "no model, no audio); both run as separate processes; peak RSS is each process's own (wait4).\n")
-    with open(results, "a") as f:
-        f.write(text)
+                           "no model, no audio); both run as separate processes; peak RSS is each process's own (wait4).\n", text)
 
 
 if __name__ == "__main__":
