@@ -40,7 +40,7 @@ interpolation is a warp of its endpoints and scores about 1 or less; a crossfade
 different scenes scores many times that.
 
 **`--interp-frames auto`** (`choose_generated_frames`): m such that the bridge moves at the
-clip's natural pace, m = ceil(motion(left, right) / natural median) - 1, within [1, cap].
+clip's natural pace, m = ceil(motion(left, right) / natural median - 0.2) - 1, within [1, cap].
 With auto, the indent search compares pairs whose m differs, so it scores each pair with
 `auto_pair_score` (see there), and the analysis frames of `choose_auto` cover every (i, m).
 
@@ -99,6 +99,13 @@ class Natural:
 
     def as_json(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def junction_runs(left: int, right: int, rate, frame_count: int) -> tuple[range, range]:
+    """The source frames whose natural motion frames a bridge from `left` to `right`: about a second
+    of them up to and including `left`, and from `right` on (the footage shown around it)."""
+    r = max(2, round(float(rate)))
+    return range(max(0, left - r), left + 1), range(right, min(frame_count, right + r + 1))
 
 
 def natural_motion(runs: Sequence[Sequence[np.ndarray]]) -> Natural:
@@ -168,14 +175,16 @@ def seam_score(frames: Sequence[np.ndarray], natural: Natural) -> SeamScore:
 
 # --- --interp-frames auto -------------------------------------------------------------------
 
-AUTO_CAP = 12   # the most frames `auto` generates (0.4-0.5 s at 25-30 fps), before the layout's limit
+AUTO_CAP = 12     # the most frames `auto` generates (0.4-0.5 s at 25-30 fps), before the layout's limit
+AUTO_SLACK = 0.2  # steps: a motion of 4.1 natural steps takes 4 steps (flow lengths are not exact)
 
 
 def frames_for_motion(motion: float, natural: Natural, cap: int) -> int:
-    """m = ceil(motion / natural step) - 1 within [1, cap]: m+1 steps at about the natural pace."""
+    """m = ceil(motion / natural step - AUTO_SLACK) - 1 within [1, cap]: m+1 steps at about the
+    natural pace (each at most 1.05 natural steps when the slack is used)."""
     if cap < 1:
         raise ValueError(f"the cap is {cap}; a bridge needs room for at least one frame")
-    m = math.ceil(motion / natural.step - 1e-9) - 1
+    m = math.ceil(motion / natural.step - AUTO_SLACK) - 1
     return int(min(max(m, 1), cap))
 
 
