@@ -139,7 +139,7 @@ def test_choose_auto_takes_each_indents_own_m(natural):
 
 def test_choose_auto_respects_the_layout_cap(natural):
     left = [frame(100 + i) for i in range(5)]
-    right = [frame(140 + k) for k in range(20)]   # 40+ px apart: wants ~20 frames
+    right = [frame(108 + k) for k in range(20)]   # (7 + m) * 2 px apart: wants more than 6 frames
     first = [score_pair(left[i], right[i]) for i in range(5)]
     choice = seam.choose_auto(left, right, first, natural, lambda i: 6 - i)
     assert choice.frames == 6 - choice.indent
