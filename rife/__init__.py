@@ -3,6 +3,8 @@
     import rife
     model = rife.load(device="cpu")                       # downloads ~23 MB once, then cached
     mids = model.interpolate(frame0, frame1, [0.25, 0.5, 0.75])   # RGB uint8 (H, W, 3) in and out
+
+Everything this package cannot do as asked raises RifeError with a one-line message.
 """
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from splice.models import ModelError
-
 from . import weights
+from .errors import RifeError
 from .ifnet import IFNet
 
-__all__ = ["load", "weights_available", "RifeInterpolator", "ModelError"]
+__all__ = ["load", "weights_available", "RifeInterpolator", "RifeError"]
 
 # Scales Practical-RIFE's inference script accepts; below 1.0 estimates flow on a coarser grid,
 # which large motion in 4K footage needs (the reference recommends 0.5 for 4K).
@@ -29,45 +30,57 @@ AUTO_HALF_SCALE_PIXELS = 2560 * 1440
 BATCH_PIXELS = 8_000_000
 
 
-def weights_available() -> bool:
+PRECISIONS = ("fp32", "fp16")
+
+
+def weights_available(cache_dir=None) -> bool:
     """True when verified weights are already in the cache (never downloads)."""
-    return weights.is_verified(weights.cached_path())
+    return weights.is_verified(weights.cached_path(cache_dir))
 
 
-def load(device: str = "cpu", offline: bool = False, weights_path: str | None = None,
-         fp16: bool | None = None, scale: float | None = None, log=print) -> "RifeInterpolator":
+def load(device: str = "cpu", precision: str | None = None, weights_path: str | None = None,
+         cache_dir=None, offline: bool = False, scale: float | None = None,
+         log=print) -> "RifeInterpolator":
     """Build the interpolator, fetching verified weights first if needed and allowed.
 
     weights_path: use this flownet.pkl (any Practical-RIFE v4.25/v4.26 checkpoint) instead of the
     cache; it is used as is, never downloaded or replaced.
-    fp16: half-precision autocast, CUDA only. Off by default: on an H200 it changed 10.8% of output
+    cache_dir: the cache root (weights in <cache_dir>/rife-v4/flownet.pkl); default
+    $XDG_CACHE_HOME/interpolate_video, i.e. ~/.cache/interpolate_video.
+    offline: never download; a missing or corrupted cache is an error.
+    precision: "fp32" (None means fp32) or "fp16" (half-precision autocast, CUDA only). fp32 by default: on an H200 it changed 10.8% of output
     values by more than one level (up to 222), far from invisible (bench/results/rife.md).
     scale: flow-estimation scale, one of 0.25, 0.5, 1.0, 2.0, 4.0; default 1.0, or 0.5 for frames
     larger than 1440p.
     """
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise RifeError(f"device={device!r} is not a device name (use 'cpu' or 'cuda')") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    if fp16 is None:
-        fp16 = False
-    if fp16 and dev.type != "cuda":
-        raise ModelError(f"fp16 is only supported on CUDA, not on {device!r}; drop --fp16")
+        raise RifeError(f"device={device!r} was asked for but CUDA is not available; use device='cpu'")
+    if precision is None:
+        precision = "fp32"
+    if precision not in PRECISIONS:
+        raise RifeError(f"unknown precision={precision!r} for RIFE; choose 'fp32' or 'fp16'")
+    if precision == "fp16" and dev.type != "cuda":
+        raise RifeError(f"precision='fp16' needs device='cuda', not {device!r}; use precision='fp32'")
     if scale is not None and scale not in SCALES:
-        raise ModelError(f"RIFE scale must be one of {', '.join(map(str, SCALES))}, not {scale}")
+        raise RifeError(f"RIFE scale={scale} is not one of {', '.join(map(str, SCALES))}")
 
     if weights_path is not None:
         path = Path(weights_path)
         if not path.is_file():
-            raise ModelError(f"RIFE weights file {path} does not exist; give the path of a flownet.pkl")
+            raise RifeError(f"RIFE weights file {path} does not exist; give the path of a flownet.pkl")
     else:
-        path = weights.ensure_weights(offline=offline, log=log)
+        path = weights.ensure_weights(cache_dir, offline=offline, log=log)
 
     net = IFNet()
     net.load_state_dict(load_state_dict(path))
     net.eval().to(dev)
     # cudnn.benchmark (the reference turns it on) is left off: a splice generates a handful of frames,
     # and timing every convolution's algorithms for them costs more than it saves.
-    return RifeInterpolator(net, dev, fp16, scale, path)
+    return RifeInterpolator(net, dev, precision, scale, path)
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -75,10 +88,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}); "
+        raise RifeError(f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}); "
                          f"delete it or point to a Practical-RIFE v4.25/v4.26 flownet.pkl") from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ModelError(f"{path} is not a RIFE checkpoint (expected a state dict of tensors)")
+        raise RifeError(f"{path} is not a RIFE checkpoint (expected a state dict of tensors)")
     # Checkpoints saved from DistributedDataParallel carry a `module.` prefix; `teacher` (a
     # distillation block) and `caltime` are only used in training.
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
@@ -89,7 +102,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     wrong = sorted(k for k in expected.keys() & sd.keys() if sd[k].shape != expected[k].shape)
     if missing or unexpected or wrong:
         first = (missing + unexpected + wrong)[0]
-        raise ModelError(f"{path} is not a Practical-RIFE v4.25/v4.26 checkpoint ({len(missing)} missing, "
+        raise RifeError(f"{path} is not a Practical-RIFE v4.25/v4.26 checkpoint ({len(missing)} missing, "
                          f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors, e.g. {first}); "
                          f"delete it or point to the right flownet.pkl")
     return sd
@@ -105,14 +118,15 @@ def _display_path(path: Path) -> str:
 class RifeInterpolator:
     name = "rife"
 
-    def __init__(self, net: IFNet, device: torch.device, fp16: bool, scale: float | None, path: Path):
+    def __init__(self, net: IFNet, device: torch.device, precision: str, scale: float | None, path: Path):
         self.net = net
         self.device = device
-        self.fp16 = fp16
+        self.precision = precision
+        self.fp16 = precision == "fp16"
         self.scale = scale
         n_params = sum(p.numel() for p in net.parameters())
         self.description = (f"Practical-RIFE v4.25/v4.26 ({n_params / 1e6:.2f}M params) from "
-                            f"{_display_path(path)} on {device}, {'fp16' if fp16 else 'fp32'}")
+                            f"{_display_path(path)} on {device}, {precision}")
 
     def scale_for(self, h: int, w: int) -> float:
         if self.scale is not None:

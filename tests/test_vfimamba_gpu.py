@@ -101,7 +101,7 @@ def test_fast_path_cuda(fx, backend, precision):
     net.set_scan_backend(backend)
     img0 = torch.from_numpy(inp["img0_192x256"]).cuda()
     img1 = torch.from_numpy(inp["img1_192x256"]).cuda()
-    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, fast=precision)
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, precision=precision)
     assert interp.precision == precision
     with torch.no_grad(), interp._precision():
         got = interp.predict(img0, img1, [0.5]).float()
@@ -121,7 +121,7 @@ def test_fast_compiled_cuda(fx, backend):
     net.set_scan_backend(backend)
     img0 = torch.from_numpy(inp["img0_192x256"]).cuda()
     img1 = torch.from_numpy(inp["img1_192x256"]).cuda()
-    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, fast="fp16", compile=True)
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, precision="fp16", compile=True)
     with torch.no_grad(), interp._precision():
         got = interp.predict(img0, img1, [0.5]).float()
         swapped = interp.predict(img1, img0, [0.5]).float()  # a replay of the same CUDA graph on new inputs

@@ -73,27 +73,31 @@ def _dyadic(t: float, max_depth=10):
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 
-def resolve_precision(fast, device, scan_backend: str = "auto") -> str:
-    """fast (False/True/None/"fp32"/"tf32"/"fp16"/"bf16") -> the precision actually used.
+def check_precision(precision) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision={precision!r}; choose one of {', '.join(map(repr, PRECISIONS))} "
+                         f"or None (fp16 on CUDA, else fp32)")
+
+
+def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
+    """precision (None/"fp32"/"tf32"/"fp16"/"bf16") -> the precision actually used.
 
     Half precision needs CUDA and a CUDA scan kernel (the torch scan upcasts anyway); without them
-    it falls back to float32 with a warning. None (the default of vfimamba.load) = fp16 on CUDA
-    with the triton or mamba_ssm scan, else fp32, silently.
+    it falls back with a warning. None (the default of vfimamba.load) = fp16 on CUDA with the
+    triton or mamba_ssm scan, else fp32, silently.
     """
+    check_precision(precision)
     dev = torch.device(device)
-    if fast is None:
+    if precision is None:
         return "fp16" if dev.type == "cuda" and scan_backend in ("triton", "mamba_ssm") else "fp32"
-    want = {False: "fp32", True: "fp16"}.get(fast, fast)
-    if want not in PRECISIONS:
-        raise ValueError(f"unknown precision {fast!r}; choose one of {', '.join(PRECISIONS)} (or True/False)")
-    if want != "fp32" and dev.type != "cuda":
-        warnings.warn(f"VFIMamba fast path ({want}) needs CUDA; running float32 on {dev}", RuntimeWarning)
+    if precision != "fp32" and dev.type != "cuda":
+        warnings.warn(f"VFIMamba precision={precision!r} needs device='cuda'; running fp32 on {dev}", RuntimeWarning)
         return "fp32"
-    if want in ("fp16", "bf16") and scan_backend not in ("triton", "mamba_ssm"):
-        warnings.warn(f"VFIMamba {want} needs the triton or mamba_ssm scan (have {scan_backend!r}); using tf32",
-                      RuntimeWarning)
+    if precision in ("fp16", "bf16") and scan_backend not in ("triton", "mamba_ssm"):
+        warnings.warn(f"VFIMamba precision={precision!r} needs scan_backend='triton' or 'mamba_ssm' "
+                      f"(have {scan_backend!r}); using tf32", RuntimeWarning)
         return "tf32"
-    return want
+    return precision
 
 
 class VFIMambaInterpolator:
@@ -101,7 +105,7 @@ class VFIMambaInterpolator:
 
     def __init__(self, net: VFIMambaNet, *, ckpt_path: str = "", device="cpu", tta: bool | None = None,
                  scale: float | None = None, scan_backend: str = "torch", recursive: bool = False,
-                 fast: bool | str | None = False, compile: bool = False, max_batch_pixels: int = 8_000_000):
+                 precision: str | None = "fp32", compile: bool = False, max_batch_pixels: int = 8_000_000):
         self.net = net.eval()
         self.F = net.cfg.F
         self.device = torch.device(device)
@@ -109,12 +113,12 @@ class VFIMambaInterpolator:
         self.scale = None if scale is None else normalise_scale(scale)
         self.scan_backend = scan_backend
         self.recursive = recursive  # official demo_Nx: dyadic timesteps by repeated midpoints
-        # fast: False = exact float32 (TF32 off, matches the fixtures); True or "fp16" = the fast path
+        # precision: "fp32" = exact float32 (TF32 off, matches the fixtures); "fp16" = the fast path
         # on CUDA (fp16 autocast for convs/linears, channels-last, half scan inputs with a float32
         # state, float32 flows: ~0.05/255 mean, <0.4/255 max from the float32 output on real
-        # frames); "tf32" = float32 with TF32; "bf16" = like fp16 in bfloat16 (~10x less accurate).
-        self.fast = fast
-        self.precision = resolve_precision(fast, self.device, scan_backend)
+        # frames); "tf32" = float32 with TF32; "bf16" = like fp16 in bfloat16 (~10x less accurate);
+        # None = fp16 on CUDA with a CUDA scan, else fp32.
+        self.precision = resolve_precision(precision, self.device, scan_backend)
         net.set_fast(half_scan=self.precision in ("fp16", "bf16"), channels_last=self.precision in ("fp16", "bf16"))
         # compile: torch.compile the net and replay each input shape as one CUDA graph (CUDA only;
         # the compilation fuses the permutes, casts and elementwise work, the graph removes the launch
@@ -132,7 +136,7 @@ class VFIMambaInterpolator:
             self._graphs = {}
             self._run = self._run_graphed
         elif compile:
-            warnings.warn("VFIMamba compile=True needs CUDA; running eagerly", RuntimeWarning)
+            warnings.warn("VFIMamba compile=True needs device='cuda'; running eagerly", RuntimeWarning)
         self.max_batch_pixels = max_batch_pixels
         self.name = "vfimamba" if self.F == 32 else "vfimamba_s" if self.F == 16 else f"vfimamba_f{self.F}"
         nparams = sum(p.numel() for p in net.parameters())
