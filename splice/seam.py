@@ -221,41 +221,56 @@ class AutoChoice:
     scores: list = field(default_factory=list)   # auto_pair_score per indent (first pass)
 
 
-def choose_auto(left_frames: Sequence[np.ndarray], right_frames: Sequence[np.ndarray],
-                first_pass: Sequence[PairScore], natural: Natural, cap_for: Callable[[int], int],
-                refine: int = 8) -> AutoChoice:
-    """The indent and m for `--time-indent auto --interp-frames auto`.
+def choose_auto(left_frames, right_frames, first_pass, natural: Natural, cap_for: Callable[[int], int],
+                refine: int = 8, indents=None) -> AutoChoice:
+    """The indent and m for `--interp-frames auto`.
 
     left_frames[i] is A+i; right_frames[k] is the right endpoint for i + m = k + 1, i.e. the
     indent analysis frames decoded for m = 1 (then B-j = B-(n-2-k)), which hold every right
     endpoint any (i, m) with j >= 1 can use. first_pass[i] scores (left[i], right[i]) (the m = 1
     diagonal, what `indent.score_indents` returns). cap_for(i) is the most frames indent i allows
-    (min(AUTO_CAP, layout)).
+    (min(AUTO_CAP, layout)). `indents` limits the candidates (default: every i of first_pass;
+    the three may then be dicts keyed by index).
 
     Each indent's m follows from its first-pass motion; the `refine` best indents are then
     rescored on their true pair (left[i], right[i + m - 1]), m re-chosen from that pair's motion
     and the pair rescored once more if m changed, and the best of these wins (ties: the smaller
     indent)."""
+    indents = list(range(len(first_pass)) if indents is None else indents)
+
     def pick(i: int, pair: PairScore) -> int:
         return frames_for_motion(pair.motion, natural, cap_for(i))
 
-    provisional = []
-    for i, pair in enumerate(first_pass):
-        m = pick(i, pair)
-        provisional.append(auto_pair_score(pair, m, natural))
-    order = sorted(range(len(first_pass)), key=lambda i: (round(provisional[i], 6), i))[:max(1, refine)]
+    def pair_for(i: int, m: int) -> PairScore:
+        return first_pass[i] if m == 1 else score_pair(left_frames[i], right_frames[i + m - 1])
+
+    provisional = {i: auto_pair_score(first_pass[i], pick(i, first_pass[i]), natural) for i in indents}
+    order = sorted(indents, key=lambda i: (round(provisional[i], 6), i))[:max(1, refine)]
     best = None
     for i in order:
         m = pick(i, first_pass[i])
-        pair = first_pass[i] if m == 1 else score_pair(left_frames[i], right_frames[i + m - 1])
+        pair = pair_for(i, m)
         m2 = pick(i, pair)
         if m2 != m:
-            m = m2
-            pair = first_pass[i] if m == 1 else score_pair(left_frames[i], right_frames[i + m - 1])
+            m, pair = m2, pair_for(i, m2)
         s = auto_pair_score(pair, m, natural)
         if best is None or (round(s, 6), i) < (round(best.score, 6), best.indent):
             best = AutoChoice(i, m, s, pair)
-    return AutoChoice(best.indent, best.frames, best.score, best.pair, provisional)
+    return AutoChoice(best.indent, best.frames, best.score, best.pair, [provisional[i] for i in indents])
+
+
+def parse_interp_frames(value) -> "int | str":
+    """--interp-frames: a whole number of frames (0 or more), or 'auto'."""
+    text = str(value).strip()
+    if text == "auto":
+        return "auto"
+    try:
+        m = int(text)
+    except ValueError:
+        raise ValueError(f"--interp-frames {text!r} is neither 'auto' nor a whole number of frames") from None
+    if m < 0:
+        raise ValueError(f"--interp-frames is {m}; it must be 0 or more, or 'auto'")
+    return m
 
 
 # --- the guard ------------------------------------------------------------------------------
@@ -330,3 +345,47 @@ def assess_bridge(left: np.ndarray, right: np.ndarray, natural: Natural, guard: 
                        f"(under {guard.min_correlation:.2f}: a scene change)")
     return Verdict(bool(reasons), reasons, motion, motion / width, residual,
                    residual / natural.residual_scale, bad, region, corr)
+
+
+# --- checking the bridges of a timeline ------------------------------------------------------
+
+HARD_BRIDGE = ("warn", "crossfade", "fail")
+
+
+@dataclass
+class BridgeCheck:
+    """What was measured about one bridge before and after it was generated, and what was done."""
+    number: int              # 1-based, in output order
+    out: int                 # output index of its first generated frame
+    count: int
+    left: int
+    right: int
+    natural: Natural
+    verdict: Verdict
+    action: str = "none"     # none | warned | crossfaded
+    seam: "SeamScore | None" = None
+
+    def as_json(self) -> dict:
+        return {"bridge": self.number, "out": self.out, "generated": self.count, "left": self.left,
+                "right": self.right,
+                "guard": {**self.verdict.as_json(), "action": self.action},
+                "seam": None if self.seam is None else self.seam.as_json()}
+
+    def where(self) -> str:
+        return (f"bridge {self.number} (output frames {self.out}-{self.out + self.count - 1}, "
+                f"source {self.left} to {self.right})")
+
+
+def check_bridges(bridges, analysis_frames: Callable[[int, int], list], rate, frame_count: int) -> list:
+    """The guard's verdict for every bridge (plan.Bridge) of a timeline, with the natural motion
+    around each junction; `analysis_frames(start, stop)` gives analysis frames of source frames
+    start .. stop-1."""
+    checks = []
+    for number, b in enumerate(bridges, 1):
+        before, after = junction_runs(b.left, b.right, rate, frame_count)
+        run0 = analysis_frames(before.start, before.stop)
+        run1 = analysis_frames(after.start, after.stop)
+        natural = natural_motion([run0, run1])
+        checks.append(BridgeCheck(number, b.out, b.count, b.left, b.right, natural,
+                                  assess_bridge(run0[-1], run1[0], natural)))
+    return checks

@@ -194,3 +194,139 @@ def test_guard_leaves_ordinary_pairs_of_real_clips_alone(name, pairs):
     for a, b in pairs:
         v = seam.assess_bridge(frames[a], frames[b], natural)
         assert not v.hard, (name, a, b, v.reasons)
+
+
+# --- wiring: the CLI's --hard-bridge and --interp-frames auto ----------------------------------
+
+CUT_AT = 150   # source frame where the two-shot video changes shot
+
+
+@pytest.fixture(scope="module")
+def two_shots(tmp_path_factory):
+    """17 s at 25 fps, 160x120, no sound: a moving texture until frame CUT_AT, then another shot."""
+    import av
+    from fractions import Fraction
+    path = tmp_path_factory.mktemp("two_shots") / "two_shots.mp4"
+    room = cv2.resize(other_shot(), (160, 120), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 160, 120, "yuv420p"
+        v.options = {"crf": "12", "preset": "ultrafast", "g": "25"}
+        for k in range(425):
+            grey = cv2.resize(frame(k), (160, 120), interpolation=cv2.INTER_AREA) if k < CUT_AT else np.roll(room, k % 8, axis=1)
+            f = av.VideoFrame.from_ndarray(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB), format="rgb24")
+            f.pts, f.time_base = k, Fraction(1, 25)
+            for p in v.encode(f):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+    return path
+
+
+CUT_ARGS = ["--time-indent", "0", "--model", "flow", "--preset", "ultrafast", "--quiet"]
+
+
+def test_hard_bridge_fail_exits_2_with_one_line_and_no_file(two_shots, run_cli, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = run_cli("--input", two_shots, "--output", out, "--hard-bridge", "fail", *CUT_ARGS)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: bridge 1 ")
+    assert "not explained by motion" in lines[0] and "nothing was written" in lines[0]
+    assert "Traceback" not in r.stderr
+    assert not out.exists() and r.report is None
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".mp4" or ".tmp" in p.name]
+
+
+def test_hard_bridge_warn_is_one_line_and_the_default(two_shots, run_cli, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = run_cli("--input", two_shots, "--output", out, *[a for a in CUT_ARGS if a != "--quiet"])
+    assert r.returncode == 0, r.stderr
+    warnings = [l for l in r.stdout.splitlines() if l.startswith("warning:")]
+    assert len(warnings) == 1 and "bridge 1" in warnings[0]
+    seams = [l for l in r.stdout.splitlines() if l.startswith("bridge 1 ") and "seam:" in l]
+    assert len(seams) == 1
+    (bridge,) = r.report["bridges"]
+    assert r.report["hard_bridge"] == "warn"
+    assert bridge["guard"]["hard"] and bridge["guard"]["action"] == "warned"
+    assert bridge["seam"]["unexplained"] > 3   # a flow morph between two shots
+
+
+def test_hard_bridge_crossfade_makes_a_crossfade_and_says_so(two_shots, run_cli, tmp_path):
+    from splice.media import VideoSource, to_rgb
+    out, gen = tmp_path / "out.mp4", tmp_path / "gen"
+    r = run_cli("--input", two_shots, "--output", out, "--hard-bridge", "crossfade", "--save-generated", gen,
+                *CUT_ARGS)
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    (bridge,) = rep["bridges"]
+    assert bridge["guard"]["action"] == "crossfaded" and bridge["guard"]["reasons"]
+    left, right = rep["endpoints"]["left"]["index"], rep["endpoints"]["right"]["index"]
+    assert left < CUT_AT <= right and (bridge["left"], bridge["right"]) == (left, right)
+    source = VideoSource(str(two_shots))
+    (_, lf), = source.frames(left, left + 1)
+    (_, rf), = source.frames(right, right + 1)
+    a, b = to_rgb(lf).astype(np.float32), to_rgb(rf).astype(np.float32)
+    assert rep["m"] == 3
+    for k, t in zip(rep["generated_output_indices"], rep["endpoints"]["timesteps"]):
+        png = cv2.cvtColor(cv2.imread(str(gen / f"{k:06d}.png")), cv2.COLOR_BGR2RGB).astype(np.float32)
+        expected = (1 - t) * a + t * b
+        assert np.abs(png - expected).max() <= 1.0, (k, t)
+    # and it is not what the flow model would have made
+    flow = run_cli("--input", two_shots, "--output", tmp_path / "flow.mp4", "--save-generated", tmp_path / "g2",
+                   *CUT_ARGS)
+    k = rep["generated_output_indices"][1]
+    other = cv2.imread(str(tmp_path / "g2" / f"{k:06d}.png")).astype(np.float32)
+    mine = cv2.imread(str(gen / f"{k:06d}.png")).astype(np.float32)
+    assert flow.returncode == 0 and np.abs(other - mine).mean() > 2
+
+
+def test_interp_frames_auto_holds_the_frame_exact_layout(video_factory, run_cli, tmp_path):
+    from test_pipeline import assert_layout
+    src = video_factory()
+    out = tmp_path / "out.mp4"
+    r = run_cli("--input", src, "--output", out, "--interp-frames", "auto", "--model", "flow",
+                "--preset", "ultrafast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    assert rep["interp_frames"]["mode"] == "auto" and rep["interp_frames"]["m"] == rep["m"]
+    assert 1 <= rep["m"] <= min(seam.AUTO_CAP, rep["n"] - 2 - rep["indent"]["i"])
+    assert rep["j"] == rep["n"] - 1 - rep["indent"]["i"] - rep["m"] >= 1
+    assert len(rep["generated_output_indices"]) == rep["m"]
+    assert_layout(out, rep)
+    assert rep["bridges"][0]["generated"] == rep["m"] and rep["bridges"][0]["seam"]["steps"]
+
+
+def test_interp_frames_auto_with_a_fixed_indent(video_factory, run_cli, tmp_path):
+    from test_pipeline import assert_layout
+    src = video_factory()
+    out = tmp_path / "out.mp4"
+    r = run_cli("--input", src, "--output", out, "--interp-frames", "auto", "--time-indent", "4.8",
+                "--model", "blend", "--preset", "ultrafast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    # indent 120 of n = 125 leaves room for at most 3 generated frames (j >= 1); the barcode's
+    # motion asks for more, so auto stops at the layout's limit
+    assert rep["indent"]["i"] == 120 and rep["interp_frames"]["cap"] == 3
+    assert rep["m"] == 3 and rep["j"] == 1
+    assert_layout(out, rep)
+
+
+def test_interp_frames_rejects_other_words(video_factory, run_cli, tmp_path):
+    r = run_cli("--input", video_factory(), "--output", tmp_path / "o.mp4", "--interp-frames", "many", report=False)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "--interp-frames" in r.stderr and "auto" in r.stderr
+
+
+def test_interp_frames_auto_in_an_edit_keeps_every_frame_in_place(video_factory, run_cli, tmp_path):
+    from test_edit import check_against_timeline
+    src = video_factory(frames=300)
+    out = tmp_path / "edit.mp4"
+    r = run_cli("--input", src, "--output", out, "--keep", "0-100", "--keep", "160-230", "--keep", "240-300",
+                "--interp-frames", "auto", "--model", "flow", "--preset", "ultrafast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    check_against_timeline(out, rep, 25, 100 + 70 + 60)
+    ms = [j["m"] for j in rep["junctions"]]
+    assert all(1 <= m <= seam.AUTO_CAP for m in ms)
+    assert [b["generated"] for b in rep["bridges"]] == ms and all(b["seam"] for b in rep["bridges"])
