@@ -47,7 +47,7 @@ from splice import seam  # noqa: E402
 from splice.indent import analysis_frame, analysis_frame_of, best_indent, score_indents  # noqa: E402
 from splice.locate import psnr  # noqa: E402
 from splice.media import VideoSource, to_rgb  # noqa: E402
-from splice.models import load_model  # noqa: E402
+from splice.models import load_interpolator  # noqa: E402
 from splice.plan import frames_in_five_seconds, plan_splice, valid_indents  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
@@ -286,7 +286,7 @@ def main():
     if not clips:
         raise SystemExit("no clips: pass some, or put the shared media beside the checkout")
     gaps = [int(g) for g in args.gaps.split(",")]
-    loaded = {name: load_model(name, args.device, log=lambda *a: None) for name in args.models.split(",")}
+    loaded = {name: load_interpolator(name, args.device, log=lambda *a: None) for name in args.models.split(",")}
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [f"\n## {stamp} on {machine()}\n"]
     started = time.perf_counter()

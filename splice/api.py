@@ -59,7 +59,7 @@ def choose_frames(source: VideoSource, frame_a, frame_b, interp_frames: int,
                   progress: bool = False) -> tuple[FrameChoice, FrameChoice]:
     """A and B from their specs; by default A is the frame at 5 s and B the frame 5 s before the end."""
     n = frames_in_five_seconds(source.rate)
-    shortest = shortest_splice(source.rate, 1 if interp_frames == "auto" else interp_frames)
+    shortest = shortest_splice(source.rate, seam.AUTO_CAP if interp_frames == "auto" else interp_frames)
     if source.frame_count < shortest:
         raise UserError(f"The video is {float(source.duration):.2f} s long ({source.frame_count} frames); a splice "
                         f"needs at least {float(shortest / source.rate):.2f} s: 5 s before Frame A, 5 s from A to B "
@@ -150,7 +150,7 @@ class SpliceJob:
         return self.plan.timeline()
 
 
-def prepare_splice(video, frame_a=None, frame_b=None, time_indent="auto", interp_frames: int = 3,
+def prepare_splice(video, frame_a=None, frame_b=None, time_indent="auto", interp_frames: "int | str" = "auto",
                    progress: bool = False) -> SpliceJob:
     """Resolve A and B, choose the indent (scoring the candidates when 'auto') and return the plan."""
     source = _source(video)
@@ -167,7 +167,7 @@ def _check_interp_frames(m) -> None:
 
 
 def plan_splice_job(source: VideoSource, a: FrameChoice, b: FrameChoice, time_indent="auto",
-                    interp_frames: int = 3, progress: bool = False) -> SpliceJob:
+                    interp_frames: "int | str" = "auto", progress: bool = False) -> SpliceJob:
     """The splice for frames A and B already chosen (`choose_frames`)."""
     rate, m = source.rate, interp_frames
     i = parse_indent(time_indent, rate)
@@ -189,25 +189,30 @@ def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: in
     rate, count = source.rate, source.frame_count
     n = frames_in_five_seconds(rate)
     r = max(2, round(float(rate)))
+    m0 = max(1, n - (b.index - a.index))       # A and B closer than n frames need a longer bridge
+    if m0 > seam.AUTO_CAP:
+        plan_splice(rate, count, a.index, b.index, 0, seam.AUTO_CAP)        # raises the reason
+    plan_splice(rate, count, a.index, b.index, 0, m0)                       # A and B themselves
 
     def cap_for(k: int) -> int:
-        return max(1, min(seam.AUTO_CAP, n - 2 - k))
+        return max(m0, min(seam.AUTO_CAP, n - 2 - k))
     if i is None:
-        analysis = analyse_indents(source, a.index, b.index, 1, progress)   # holds every (i, m) pair
+        analysis = analyse_indents(source, a.index, b.index, m0, progress)  # holds every (i, m >= m0) pair
         natural = seam.natural_motion([analysis.left[:r + 1], analysis.right[-(r + 1):]])
-        choice = seam.choose_auto(analysis.left, analysis.right, analysis.scores, natural, cap_for)
+        choice = seam.choose_auto(analysis.left, analysis.right, analysis.scores, natural, cap_for, m0=m0)
         info = {"mode": "auto", "score": round(choice.score, 4), "motion": round(choice.pair.motion, 4),
                 "residual": round(choice.pair.residual, 4), "score_at_zero": round(choice.scores[0], 4),
                 "scores": [round(x, 4) for x in choice.scores]}
     else:
-        first = plan_splice(rate, count, a.index, b.index, i, 1)            # raises when i does not fit
+        first = plan_splice(rate, count, a.index, b.index, i, m0)           # raises when i does not fit
         left = analysis_frames(source, first.left, first.left + 1)[0]
-        rights = analysis_frames(source, first.right, first.right + cap_for(i))
+        rights = analysis_frames(source, first.right, first.right + cap_for(i) - m0 + 1)
         before, after = seam.junction_runs(first.left, first.right, rate, count)
         natural = seam.natural_motion([analysis_frames(source, before.start, before.stop),
                                        analysis_frames(source, after.start, after.stop)])
         choice = seam.choose_auto({i: left}, {i + k: f for k, f in enumerate(rights)},
-                                  {i: indent_score.score_pair(left, rights[0])}, natural, cap_for, indents=[i])
+                                  {i: indent_score.score_pair(left, rights[0])}, natural, cap_for, indents=[i],
+                                  m0=m0)
         info = {"mode": "fixed", "seconds": float(Fraction(str(time_indent).strip()))}
     plan = plan_splice(rate, count, a.index, b.index, choice.indent, choice.frames)
     frames = {"mode": "auto", "m": choice.frames, "cap": cap_for(choice.indent),
@@ -238,7 +243,7 @@ def _tie_break(choice: JunctionChoice) -> float:
     return 1e-6 * abs(choice.roll) + 1e-9 * abs(2 * choice.before - choice.generated)
 
 
-def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: int = 3, roll: float = 0,
+def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int | str" = "auto", roll: float = 0,
                  progress: bool = False) -> EditJob:
     """The cut list (`keep`: 'START-END' strings or (start, end) frame pairs; or an `edit` file),
     checked, with each junction's bridge placed where the endpoints are easiest to bridge."""
@@ -501,7 +506,7 @@ def _edit_report(job: EditJob, output, encode, model_info, generated_at, timings
 
 
 def splice_video(model, video, output: str, frame_a=None, frame_b=None, *, time_indent="auto",
-                 interp_frames: "int | str" = 3, encode: EncodeOptions = EncodeOptions(), report: str | None = None,
+                 interp_frames: "int | str" = "auto", encode: EncodeOptions = EncodeOptions(), report: str | None = None,
                  save_generated: str | None = None, progress: bool = False, log=None,
                  hard_bridge: str = "warn") -> dict:
     """The 15-s splice of `video` (a path or an open_video) with an already-loaded `model`: 5 s
@@ -516,7 +521,7 @@ def splice_video(model, video, output: str, frame_a=None, frame_b=None, *, time_
 
 
 def edit_video(model, video, output: str, keep=None, *, edit: str | None = None, roll: float = 0,
-               interp_frames: "int | str" = 3, encode: EncodeOptions = EncodeOptions(), report: str | None = None,
+               interp_frames: "int | str" = "auto", encode: EncodeOptions = EncodeOptions(), report: str | None = None,
                save_generated: str | None = None, progress: bool = False, log=None,
                hard_bridge: str = "warn") -> dict:
     """The whole edit of `video`: the kept ranges in order, every junction bridged, the timing kept."""

@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let each junction move by up to this much, as a roll edit (the total length is kept), "
                         "to find easier endpoints (default 0)")
     g = p.add_argument_group("the bridge and the model")
-    g.add_argument("--interp-frames", type=interp_frames, default=3, metavar="N|auto",
-                   help="how many frames each bridge generates (default 3); auto: as many as make the bridge "
-                        f"move at the clip's own pace, 1 to {seam.AUTO_CAP}")
+    g.add_argument("--interp-frames", type=interp_frames, default="auto", metavar="N|auto",
+                   help="how many frames each bridge generates: auto (default) as many as make the bridge "
+                        f"move at the clip's own pace, 1 to {seam.AUTO_CAP}; or a number (the seed's was 3)")
     g.add_argument("--hard-bridge", choices=seam.HARD_BRIDGE, default="warn",
                    help="when a bridge's endpoints are too different for any interpolator (another shot, an "
                         "object entering, a large pose change): warn (default) prints one line and bridges them "

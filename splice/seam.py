@@ -179,13 +179,13 @@ AUTO_CAP = 12     # the most frames `auto` generates (0.4-0.5 s at 25-30 fps), b
 AUTO_SLACK = 0.2  # steps: a motion of 4.1 natural steps takes 4 steps (flow lengths are not exact)
 
 
-def frames_for_motion(motion: float, natural: Natural, cap: int) -> int:
-    """m = ceil(motion / natural step - AUTO_SLACK) - 1 within [1, cap]: m+1 steps at about the
+def frames_for_motion(motion: float, natural: Natural, cap: int, floor: int = 1) -> int:
+    """m = ceil(motion / natural step - AUTO_SLACK) - 1 within [floor, cap]: m+1 steps at about the
     natural pace (each at most 1.05 natural steps when the slack is used)."""
     if cap < 1:
         raise ValueError(f"the cap is {cap}; a bridge needs room for at least one frame")
     m = math.ceil(motion / natural.step - AUTO_SLACK) - 1
-    return int(min(max(m, 1), cap))
+    return int(min(max(m, floor, 1), cap))
 
 
 def choose_generated_frames(left: np.ndarray, right: np.ndarray, natural: Natural, cap: int) -> int:
@@ -222,7 +222,7 @@ class AutoChoice:
 
 
 def choose_auto(left_frames, right_frames, first_pass, natural: Natural, cap_for: Callable[[int], int],
-                refine: int = 8, indents=None) -> AutoChoice:
+                refine: int = 8, indents=None, m0: int = 1) -> AutoChoice:
     """The indent and m for `--interp-frames auto`.
 
     left_frames[i] is A+i; right_frames[k] is the right endpoint for i + m = k + 1, i.e. the
@@ -235,14 +235,18 @@ def choose_auto(left_frames, right_frames, first_pass, natural: Natural, cap_for
     Each indent's m follows from its first-pass motion; the `refine` best indents are then
     rescored on their true pair (left[i], right[i + m - 1]), m re-chosen from that pair's motion
     and the pair rescored once more if m changed, and the best of these wins (ties: the smaller
-    indent)."""
+    indent).
+
+    When the layout needs at least m0 > 1 frames (A and B close together), the analysis frames are
+    those decoded for m = m0: right_frames[k] is the right endpoint for i + m = k + m0, first_pass
+    scores the m = m0 diagonal, and no m under m0 is chosen."""
     indents = list(range(len(first_pass)) if indents is None else indents)
 
     def pick(i: int, pair: PairScore) -> int:
-        return frames_for_motion(pair.motion, natural, cap_for(i))
+        return frames_for_motion(pair.motion, natural, cap_for(i), floor=m0)
 
     def pair_for(i: int, m: int) -> PairScore:
-        return first_pass[i] if m == 1 else score_pair(left_frames[i], right_frames[i + m - 1])
+        return first_pass[i] if m == m0 else score_pair(left_frames[i], right_frames[i + m - m0])
 
     provisional = {i: auto_pair_score(first_pass[i], pick(i, first_pass[i]), natural) for i in indents}
     order = sorted(indents, key=lambda i: (round(provisional[i], 6), i))[:max(1, refine)]
@@ -280,8 +284,8 @@ class Guard:
     """Thresholds of `assess_bridge` (the calibration is in the module docstring)."""
     bad_level: float = 20.0            # grey levels: a pixel this far off after warping is unexplained
     open_size: int = 5                 # px: unexplained specks smaller than this are ignored
-    max_region: float = 0.12           # largest connected unexplained region, of the frame
-    max_bad_fraction: float = 0.30     # all unexplained pixels together, of the frame
+    max_region: float = 0.15           # largest connected unexplained region, of the frame
+    max_bad_fraction: float = 0.50     # all unexplained pixels together, of the frame
     max_motion_fraction: float = 0.25  # p90 flow length over the frame width
     min_correlation: float = 0.5       # grey-histogram correlation (cv2.compareHist)
 

@@ -35,7 +35,7 @@ def test_layout_audio_and_report_at_25fps(video_factory, run_cli, tmp_path):
     out = tmp_path / "out.mp4"
     gen = tmp_path / "gen"
     r = run_cli("--input", src, "--output", out, "--frame-a", 131, "--frame-b", 290,
-                "--time-indent", "0.4", "--save-generated", gen, *FAST)
+                "--time-indent", "0.4", "--interp-frames", 3, "--save-generated", gen, *FAST)
     assert r.returncode == 0, r.stderr
     rep = r.report
     assert (rep["n"], rep["indent"]["i"], rep["m"], rep["j"]) == (125, 10, 3, 111)

@@ -223,7 +223,7 @@ def two_shots(tmp_path_factory):
     return path
 
 
-CUT_ARGS = ["--time-indent", "0", "--model", "flow", "--preset", "ultrafast", "--quiet"]
+CUT_ARGS = ["--time-indent", "0", "--interp-frames", "3", "--model", "flow", "--preset", "ultrafast", "--quiet"]
 
 
 def test_hard_bridge_fail_exits_2_with_one_line_and_no_file(two_shots, run_cli, tmp_path):
@@ -330,3 +330,19 @@ def test_interp_frames_auto_in_an_edit_keeps_every_frame_in_place(video_factory,
     ms = [j["m"] for j in rep["junctions"]]
     assert all(1 <= m <= seam.AUTO_CAP for m in ms)
     assert [b["generated"] for b in rep["bridges"]] == ms and all(b["seam"] for b in rep["bridges"])
+
+
+def test_interp_frames_auto_bridges_a_and_b_closer_than_five_seconds(video_factory, run_cli, tmp_path):
+    from test_pipeline import assert_layout
+    out = tmp_path / "out.mp4"
+    # A and B 118 frames apart at n = 125: the layout needs at least 7 generated frames
+    r = run_cli("--input", video_factory(), "--output", out, "--frame-a", 130, "--frame-b", 248,
+                "--model", "blend", "--preset", "ultrafast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    assert rep["interp_frames"]["mode"] == "auto" and 7 <= rep["m"] <= seam.AUTO_CAP
+    assert_layout(out, rep)
+    refused = tmp_path / "refused.mp4"   # 100 frames apart would need 25, more than auto makes
+    r = run_cli("--input", video_factory(), "--output", refused, "--frame-a", 130, "--frame-b", 230,
+                "--model", "blend", "--quiet", report=False)
+    assert r.returncode == 2 and "at least 113 frames" in r.stderr and not refused.exists()
