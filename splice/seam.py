@@ -44,8 +44,29 @@ clip's natural pace, m = ceil(motion(left, right) / natural median - 0.2) - 1, w
 With auto, the indent search compares pairs whose m differs, so it scores each pair with
 `auto_pair_score` (see there), and the analysis frames of `choose_auto` cover every (i, m).
 
-**The guard** (`assess_bridge`): endpoints no interpolator can connect. See `GUARD` for the
-thresholds and the measurements behind them.
+The flow lengths come from DIS at 256 pixels wide, which follows steps up to about 20 px
+(8% of the width) and under-measures larger ones: a bridge whose steps exceed that scores lower
+than it is (the unexplained part, which rises when the flow fails, still shows it).
+
+**The guard** (`assess_bridge`): endpoints no interpolator can connect. The right endpoint is
+warped onto the left by DIS flow; a pixel still more than 20 grey levels off is unexplained,
+specks under 5 px are opened away. Hard when the largest connected unexplained region is over
+15% of the frame, all of them over 50%, the p90 flow over 25% of the width, or the 32-bin grey
+histograms correlate under 0.5. Calibrated with bench/bench_quality.py (its guard table in
+bench/results/quality.md) on 256-px frames of the six clips in the shared media:
+
+    pairs                         n    region max  unexplained max  motion max  corr min  hard
+    real, 0.5-3 s apart          187   0.031       0.066            0.236       0.918     0
+    real, 5 s apart               32   0.125       0.234            0.118       0.949     0
+    real, 8-12 s apart            48   0.118       0.429            0.103       0.929     0
+    another clip's frame          60   (q50 0.665)  (q50 0.754)      -           (q50 0.06) 60
+    shifted 30% / 20% / 10%       18   (q50 0.141)  ...                                   16 / 2 / 0
+    rotated 45 / 20 / 10 degrees  18   (q50 0.109)                                        10 / 3 / 0
+    a shape entering, 50/30/15%   18   (q50 0.191 / 0.158 / 0.060)                        13 / 9 / 0
+
+So no ordinary pair of any clip triggers it, even 12 s apart (the largest real values, 0.125 and
+0.429, are s18.mp4's travelling camera), every scene cut does, and a shape covering a third of the
+frame does about half the time (when it is as bright as what it covers, it is partly explained).
 """
 from __future__ import annotations
 
