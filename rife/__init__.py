@@ -137,9 +137,13 @@ class RifeInterpolator:
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device)  # uploaded as uint8
         return F.pad(x.permute(2, 0, 1)[None].float() / 255.0, pad)
 
-    @torch.inference_mode()
     def forward(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> torch.Tensor:
         """The network's float output, (T, 3, H, W) in [0, 1] on the CPU, before quantisation."""
+        return self._forward(frame0, frame1, timesteps).float().cpu()
+
+    @torch.inference_mode()
+    def _forward(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> torch.Tensor:
+        """The network's output, (T, 3, H, W) on the device."""
         if frame0.shape != frame1.shape or frame0.ndim != 3 or frame0.shape[2] != 3:
             raise ValueError(f"expected two RGB frames of the same (H, W, 3) shape, got {frame0.shape} and {frame1.shape}")
         if frame0.dtype != np.uint8 or frame1.dtype != np.uint8:
@@ -159,11 +163,25 @@ class RifeInterpolator:
         for i in range(0, len(ts), per_batch):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.fp16):
                 out = self.net(img0, img1, ts[i:i + per_batch], scale)
-            outs.append(out[:, :, :h, :w].float().cpu())
-        return torch.cat(outs) if outs else torch.empty(0, 3, h, w)
+            outs.append(out[:, :, :h, :w])
+        return torch.cat(outs) if outs else torch.empty(0, 3, h, w, device=self.device)
 
+    def warmup(self, size: tuple[int, int], timesteps: Sequence[float] = (0.5,)) -> None:
+        """Interpolate one synthetic pair of `size` (height, width) and drop the result, so that the
+        once-per-process and once-per-size set-up (cuDNN plans, ...) is not paid by the first real frame."""
+        h, w = size
+        f0 = (np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)).astype(np.uint8)
+        self.interpolate(f0, np.ascontiguousarray(f0[:, ::-1]), timesteps)
+
+    @torch.inference_mode()
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
-        out = self.forward(frame0, frame1, timesteps)
+        out = self._forward(frame0, frame1, timesteps).float()
         # Round to nearest; the reference truncates ((x * 255).byte()), which darkens by half a level.
-        out = (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-        return list(out)
+        # Quantised and laid out as (H, W, 3) on the device, then one copy back (through pinned memory).
+        q = (out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        if self.device.type == "cuda":
+            host = torch.empty(q.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(q, non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()
+            q = host
+        return list(q.numpy())

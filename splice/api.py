@@ -37,11 +37,12 @@ from .render import EncodeOptions, Stopwatch, render
 VERSION = "0.2.0"
 
 
-def open_video(path: str) -> VideoSource:
-    """Probe a video (its packet index: rate, frames, audio) without decoding more than one frame."""
+def open_video(path: str, audio_stream: int | None = None) -> VideoSource:
+    """Probe a video (its packet index: rate, frames, audio) without decoding more than one frame;
+    `audio_stream` picks the N-th audio stream (0 = the first, the default)."""
     if not os.path.exists(path):
         raise UserError(f"Input file not found: {path}")
-    return VideoSource(path)
+    return VideoSource(path, audio_stream)
 
 
 def _source(video) -> VideoSource:
@@ -405,12 +406,15 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
             c = by_out[bridge.out]
             c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
                                      c.natural)
+    gaps: list = []
     with watch("write"):
         with atomic_output(output) as tmp:
             generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
-                                  save_generated, overrides=overrides, on_bridge=measure)
+                                  save_generated, gaps, overrides=overrides, on_bridge=measure)
     for c in checks:
         say(f"{c.where()}: {c.seam.describe()}")
+    for g in gaps:
+        say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
     watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
     info = model.info() if isinstance(model, LoadedModel) else {
         "name": getattr(model, "name", type(model).__name__),
@@ -419,6 +423,7 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     result = make(job, output, encode, info, generated_at, watch.seconds)
     result["hard_bridge"] = hard_bridge
     result["bridges"] = [c.as_json() for c in checks]
+    result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
     if report:
         write_report(result, report)
     total = result["output_frames"]
@@ -447,6 +452,12 @@ def _common(job, output, encode, model_info, generated_at, timings) -> dict:
         "output_frames": total,
         "output_duration": float(total / rate),
         "audio": bool(encode.audio and source.audio),
+        "audio_stream": source.audio.position if encode.audio and source.audio else None,
+        "audio_streams_ignored": source.audio.ignored if source.audio else 0,
+        "variable_rate": source.variable_rate,
+        "source_frames": source.frames_in_file,
+        "notes": source.notes(encode.pix_fmt, encode.audio),
+        "pix_fmt": encode.pix_fmt,
         "crf": encode.crf,
         "preset": encode.preset,
         "timings": timings,

@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .media import VideoSource, read_audio
+from .media import AudioGap, VideoSource, read_audio
 from .plan import Bridge, Entry, Span
 
 DECLICK_SECONDS = 0.005
@@ -27,8 +27,11 @@ def _ramp(length: int) -> np.ndarray:
     return np.sin(np.linspace(0, np.pi / 2, length + 2, dtype=np.float64)[1:-1]).astype(np.float32)
 
 
-def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction) -> np.ndarray:
-    """float32 (channels, samples) of exactly the output's length (its frames at `rate`)."""
+def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction,
+                   gaps: list[AudioGap] | None = None) -> np.ndarray:
+    """float32 (channels, samples) of exactly the output's length (its frames at `rate`). Gaps in
+    the source's audio that the output uses (kept as silence) are appended to `gaps`, once each."""
+    found: list[AudioGap] = []
     info = source.audio
     sr = info.sample_rate
     r = Fraction(rate)
@@ -45,7 +48,8 @@ def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction) -
         s0, s1 = at(e.out), at(e.out + e.count)
         lead = s0 - at(prev.out) if isinstance(prev, Bridge) else 0                  # fades in under the bridge before
         tail = at(after.out + after.count) - s1 if isinstance(after, Bridge) else 0  # fades out under the bridge after
-        sound = read_audio(source.path, info, source.absolute_time(e.src) - Fraction(lead, sr), lead + s1 - s0 + tail)
+        sound = read_audio(source.path, info, source.absolute_time(e.src) - Fraction(lead, sr), lead + s1 - s0 + tail,
+                           found)
         core = sound[:, lead:lead + s1 - s0]
         if isinstance(prev, Span):
             _declick(core, at_end=False, rate=sr)
@@ -58,6 +62,8 @@ def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction) -
             clip[:, s1:s1 + tail] += sound[:, lead + s1 - s0:] * _ramp(tail)[::-1]
     _declick(clip, at_end=False, rate=sr)
     _declick(clip, at_end=True, rate=sr)
+    if gaps is not None:
+        gaps.extend({(round(g.at, 4), round(g.seconds, 4)): g for g in found}.values())
     return clip
 
 

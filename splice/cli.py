@@ -18,6 +18,7 @@ from . import api, seam
 from .errors import UserError
 from .models import MODEL_NAMES, load_interpolator
 from .render import EncodeOptions, Stopwatch
+from .signals import Terminated, terminate_as_interrupt
 
 EXAMPLES = """\
 examples:
@@ -46,7 +47,7 @@ def interp_frames(value):
     try:
         return seam.parse_interp_frames(value)
     except ValueError as e:
-        raise _BadValue(str(e).removeprefix(f"--interp-frames ")) from None
+        raise _BadValue(str(e).removeprefix("--interp-frames ")) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--crf", type=int, default=17, help="x264 quality, 0-51, lower is better (default 17)")
     g.add_argument("--preset", default="medium", help="x264 speed preset, ultrafast .. veryslow (default medium)")
     g.add_argument("--no-audio", dest="audio", action="store_false", help="leave the sound out")
+    g.add_argument("--audio-stream", type=int, default=None, metavar="N",
+                   help="which audio stream of the input to use, 0 being the first (default 0)")
+    g.add_argument("--pix-fmt", default="yuv420p", metavar="FORMAT",
+                   help="yuv420p (default: 8-bit, plays everywhere) or yuv420p10le (keeps 10 bits of a 10-bit "
+                        "source; 10-bit H.264 is not played by every device, many hardware decoders lack it)")
     g.add_argument("--report", metavar="PATH",
                    help="write a JSON report of what was done (with --jobs: a summary, and one report per job "
                         "beside it)")
@@ -127,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _encode(opts) -> EncodeOptions:
-    return EncodeOptions(crf=opts.crf, preset=opts.preset, audio=opts.audio).check()
+    return EncodeOptions(crf=opts.crf, preset=opts.preset, audio=opts.audio, pix_fmt=opts.pix_fmt).check()
 
 
 def _check_job(opts) -> None:
@@ -146,11 +152,15 @@ def _check_job(opts) -> None:
 
 def _prepare(opts, progress: bool, say, watch: Stopwatch):
     with watch("probe"):
-        source = api.open_video(opts.input)
+        source = api.open_video(opts.input, opts.audio_stream)
     rate = source.rate
+    sound = (f"audio stream {source.audio.position} ({source.audio.codec}, {source.audio.sample_rate} Hz)"
+             if source.audio else "no audio")
     say(f"input: {source.width}x{source.height} at {float(rate):.3f} fps, {source.frame_count} frames "
-        f"({float(source.duration):.2f} s), {'audio' if source.audio else 'no audio'}"
+        f"({float(source.duration):.2f} s), {sound}"
         + (f", rotated {source.rotation} degrees" if source.rotation else ""))
+    for line in source.notes(opts.pix_fmt, opts.audio):
+        say(f"note: {line}")
     if opts.keep or opts.edit:
         with watch("analyse"):
             job = api.prepare_edit(source, opts.keep, opts.edit, opts.interp_frames, opts.roll, progress)
@@ -323,14 +333,17 @@ def main(argv=None) -> int:
         if opts.jobs:
             if opts.input or opts.output:
                 raise UserError("--jobs takes --input and --output from each job's line, not the command line")
-            return run_jobs(parser, opts, say)
-        run_one(opts, _Model(opts, say), not opts.quiet, say)
+            with terminate_as_interrupt():
+                return run_jobs(parser, opts, say)
+        with terminate_as_interrupt():   # SIGTERM and SIGHUP clean up as Ctrl-C does
+            run_one(opts, _Model(opts, say), not opts.quiet, say)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = f"stopped by {e.name}" if isinstance(e, Terminated) else "interrupted"
+        print(f"{what}; nothing was written", file=sys.stderr)
+        return getattr(e, "exit_status", 130)
     return 0
 
 

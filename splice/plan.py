@@ -31,7 +31,10 @@ def frames_in_five_seconds(rate: Fraction) -> int:
 
 
 def seconds(index: int, rate: Fraction) -> str:
-    return f"{float(Fraction(index) / Fraction(rate)):.2f} s"
+    """A frame's start time for messages: two decimals when exact, else three (at 29.97 fps frame
+    150 starts at 5.005 s, which "5.00 s" would hide)."""
+    t = Fraction(index) / Fraction(rate)
+    return f"{float(t):.2f} s" if (t * 100).denominator == 1 else f"{float(t):.3f} s"
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,8 @@ def plan_splice(rate: Fraction, frame_count: int, a: int, b: int, indent: int,
         raise PlanError(f"Frame B (frame {b}, {seconds(b, rate)}) must come after "
                         f"Frame A (frame {a}, {seconds(a, rate)})")
     if a < n:
-        raise PlanError(f"Frame A is at {seconds(a, rate)}; it needs 5 s of footage before it "
-                        f"(pick a frame at or after {seconds(n, rate)}, frame {n})")
+        raise PlanError(f"Frame A is at {seconds(a, rate)} (frame {a}); it needs 5 s of footage before it "
+                        f"({n} frames): the earliest Frame A is frame {n}, which starts at {seconds(n, rate)}")
     if b + n - 1 > last:
         raise PlanError(f"Frame B is at {seconds(b, rate)}; it needs 5 s of footage after it and the "
                         f"video is {end} long (pick a frame at or before "
@@ -192,9 +195,10 @@ def plan_splice(rate: Fraction, frame_count: int, a: int, b: int, indent: int,
                         f"frame before B and at most {n - 2} generated frames at {float(rate):.3g} fps")
     j = n - 1 - indent - generated
     if j < 1:
-        raise PlanError(f"An indent of {indent} frames ({seconds(indent, rate)}) with {generated} "
+        most = max_indent(rate, generated)
+        raise PlanError(f"An indent of {seconds(indent, rate)} ({indent} frames) with {generated} "
                         f"generated frames leaves no footage before Frame B in the middle 5 s; "
-                        f"use an indent of at most {max_indent(rate, generated)} frames")
+                        f"use an indent of at most {most} frames (--time-indent {seconds(most, rate)[:-2]} or less)")
     if a + indent >= b - j:
         raise PlanError(f"Frames A ({seconds(a, rate)}) and B ({seconds(b, rate)}) are "
                         f"{seconds(b - a, rate)} apart; the middle 5 s needs them at least "

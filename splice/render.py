@@ -6,6 +6,7 @@ at once.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from .audio import timeline_audio
 from .errors import UserError
-from .media import ClipWriter, VideoSource, to_rgb, upright
+from .media import PIX_FMTS, AudioGap, ClipWriter, VideoSource, to_rgb, upright
 from .plan import Bridge, Entry, Span
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
@@ -28,6 +29,7 @@ class EncodeOptions:
     crf: int = 17
     preset: str = "medium"
     audio: bool = True
+    pix_fmt: str = "yuv420p"
 
     def check(self) -> "EncodeOptions":
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
@@ -35,6 +37,8 @@ class EncodeOptions:
                             "17 (the default) is visually lossless, 23 is x264's own default")
         if self.preset not in X264_PRESETS:
             raise UserError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
+        if self.pix_fmt not in PIX_FMTS:
+            raise UserError(f"--pix-fmt {self.pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
         return self
 
 
@@ -58,18 +62,21 @@ class Stopwatch:
 
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
-           overrides: dict | None = None, on_bridge=None) -> list[int]:
+           audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
+           on_bridge=None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
-    of the generated frames. `overrides` maps a bridge's output index to another interpolator for
-    it (a crossfade for a hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called
-    with each bridge's endpoints and generated frames (the seam score)."""
+    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
+    `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
+    hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
+    endpoints and generated frames (the seam score)."""
     total = timeline[-1].out + timeline[-1].count
-    writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset)
+    writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset, encode.pix_fmt)
     generated_at: list[int] = []
+    warming = _warm_up(interpolator, source, timeline)
     try:
         if writer.audio is not None:
             with watch("audio"):
-                writer.write_audio(timeline_audio(source, timeline, source.rate))
+                writer.write_audio(timeline_audio(source, timeline, source.rate, audio_gaps))
         with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
             last = None                      # (index, frame) of the last source frame written
             pending = None                   # a span's frames already opened by the bridge before it
@@ -90,6 +97,9 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
                 else:
                     right = _decode(source, e.right)
                 with watch("generate"):
+                    if warming is not None:
+                        warming.join()
+                        warming = None
                     model = (overrides or {}).get(e.out, interpolator)
                     left_rgb, right_rgb, frames = _generate(model, left, right, e)
                 if on_bridge is not None:
@@ -108,6 +118,26 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
         raise
     writer.close()
     return generated_at
+
+
+def _warm_up(interpolator, source: VideoSource, timeline: list[Entry]):
+    """On a GPU, a model's first call pays once-per-process set-up (cuDNN and cuBLAS plans, kernels
+    loaded from the disk cache: most of a second). Pay it in a thread while the first span is
+    decoded and encoded, which the model does not need. On the CPU the warm-up would be a whole
+    inference competing with the encoder for the same cores, so it is left out."""
+    bridges = [e for e in timeline if isinstance(e, Bridge)]
+    device = getattr(getattr(interpolator, "device", None), "type", None)
+    if not bridges or device != "cuda" or not hasattr(interpolator, "warmup"):
+        return None
+
+    def run():
+        try:
+            interpolator.warmup((source.height, source.width), [float(t) for t in bridges[0].timesteps])
+        except Exception:   # the real call will say what is wrong
+            pass
+    thread = threading.Thread(target=run, name="model warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _decode(source: VideoSource, index: int):

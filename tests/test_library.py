@@ -156,3 +156,27 @@ def test_pip_install_gives_the_console_command(tmp_path, video_factory):
     where = subprocess.run([str(py), "-c", "import splice, sys; print(splice.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path)
     assert str(env_dir) in where.stdout      # the installed copy, not the checkout
+
+
+def test_a_gpu_model_is_warmed_up_beside_the_first_span(video_factory, tmp_path):
+    """A model on a GPU pays its first-call set-up in a thread while the first span is written; the
+    real call waits for it. (A stand-in with device.type 'cuda': no GPU needed.)"""
+    import threading
+    from types import SimpleNamespace
+
+    class Stand(models.BlendInterpolator):
+        device = SimpleNamespace(type="cuda")
+        calls: list = []
+
+        def warmup(self, size, timesteps):
+            self.calls.append(("warmup", size, list(timesteps), threading.current_thread().name))
+
+        def interpolate(self, frame0, frame1, timesteps):
+            self.calls.append(("interpolate", frame0.shape[:2], list(timesteps), threading.current_thread().name))
+            return super().interpolate(frame0, frame1, timesteps)
+    stand = Stand()
+    splice.splice_video(stand, str(video_factory()), str(tmp_path / "o.mp4"), frame_a="131", frame_b="290",
+                        time_indent="0", encode=splice.EncodeOptions(preset="ultrafast", audio=False))
+    assert [c[0] for c in stand.calls] == ["warmup", "interpolate"]
+    assert stand.calls[0][1] == (240, 320) and stand.calls[0][2] == [0.25, 0.5, 0.75]
+    assert stand.calls[0][3] == "model warm-up" and stand.calls[1][3] == threading.current_thread().name

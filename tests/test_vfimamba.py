@@ -495,3 +495,28 @@ def test_cpu_scan_builds_without_a_writable_cache(monkeypatch, tmp_path):
     args = _random_scan_inputs(1, 8, 16, 1, 40, seed=4)
     ref = selective_scan_reference(*args)
     assert torch.allclose(scan_cpu.selective_scan_cpu(*args), ref, atol=1e-4, rtol=1e-4)
+
+
+@needs_fixtures
+def test_warmup_runs_at_the_given_size():
+    interp = vfimamba.load(str(FIX / "weights_VFIMamba_S.pkl"))
+    calls = []
+    real = interp.interpolate
+    interp.interpolate = lambda a, b, ts: calls.append((a.shape, b.shape, list(ts))) or real(a, b, ts)
+    interp.warmup((40, 72))
+    assert calls == [((40, 72, 3), (40, 72, 3), [0.5])]
+
+
+def test_compile_cache_is_scoped(tmp_path, monkeypatch):
+    """compile=True points Inductor's caches at the user cache folder only while it compiles."""
+    import os
+    from vfimamba.inference import _compile_cache
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with _compile_cache():
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "interpolate_video" / "inductor")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice wins
+    with _compile_cache():
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

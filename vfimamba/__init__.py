@@ -90,6 +90,9 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
         check_precision(precision)
     except ValueError as e:
         raise VFIMambaError(str(e)) from None
+    if backend == "triton":
+        from .scan_triton import prefetch_compiler_key
+        prefetch_compiler_key()
     net = load_net(ckpt_path, dev)
     net.set_scan_backend(backend)
     return VFIMambaInterpolator(net, ckpt_path=_display_path(ckpt_path), device=dev, tta=tta, scale=scale,

@@ -7,6 +7,7 @@ evenly, and the timestep is fed straight to the network, so any t in (0, 1) work
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from fractions import Fraction
 from typing import Sequence
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cache import user_cache_dir
 from .model import VFIMambaNet
 
 
@@ -100,6 +102,23 @@ def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
     return precision
 
 
+@contextlib.contextmanager
+def _compile_cache():
+    """Inductor's on-disk caches (compiled graphs, their Triton kernels, autotuning) in the user cache
+    folder while a compilation may run, so that a later process reuses them instead of a folder under
+    /tmp. Inductor reads the folder from TORCHINDUCTOR_CACHE_DIR when it needs it; the variable is
+    set only for the duration and put back afterwards (one that the user set wins)."""
+    key = "TORCHINDUCTOR_CACHE_DIR"
+    if os.environ.get(key):
+        yield
+        return
+    os.environ[key] = str(user_cache_dir() / "inductor")
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+
+
 class VFIMambaInterpolator:
     """The Interpolator the pipeline uses: RGB uint8 frames in, one RGB uint8 frame per timestep out."""
 
@@ -145,16 +164,33 @@ class VFIMambaInterpolator:
                             f"{self.device}, TTA {'on' if self.tta else 'off'}, scan={scan_backend}, {self.precision}")
 
     # -- tensors -----------------------------------------------------------------------------------
-    def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
-        bgr = np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1))
-        return (torch.from_numpy(bgr).to(self.device) / 255.0).unsqueeze(0)
+    # Frames travel as uint8: one upload of both frames (through pinned memory on CUDA, so the copy
+    # runs at full speed), the channel swap and the float conversion on the device, and the outputs
+    # quantised, swapped back and laid out as (H, W, 3) on the device before one copy back.
+    def _upload(self, frames) -> torch.Tensor:
+        """RGB uint8 (H, W, 3) frames -> BGR float (n, 3, H, W) in [0, 1] on the device."""
+        for f in frames:
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {f.dtype} {f.shape}")
+        pinned = self.device.type == "cuda"
+        host = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=pinned)
+        dst = host.numpy()
+        for i, f in enumerate(frames):
+            dst[i] = f
+        x = host.to(self.device, non_blocking=pinned)
+        return x.permute(0, 3, 1, 2).flip(1).float().div_(255.0).contiguous()
 
-    @staticmethod
-    def _to_frame(x: torch.Tensor) -> np.ndarray:
-        bgr = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
-        return np.ascontiguousarray(bgr.transpose(1, 2, 0)[:, :, ::-1])
+    def _download(self, x: torch.Tensor) -> list[np.ndarray]:
+        """BGR float (n, 3, H, W) -> n RGB uint8 (H, W, 3) frames on the host."""
+        q = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).flip(1).permute(0, 2, 3, 1).contiguous()
+        if self.device.type != "cuda":
+            out = q.numpy()
+        else:
+            host = torch.empty(q.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(q, non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()
+            out = host.numpy()
+        return [out[i] for i in range(out.shape[0])]
 
     @contextlib.contextmanager
     def _precision(self):
@@ -202,7 +238,7 @@ class VFIMambaInterpolator:
             static = pairs.clone(), t.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # compile and warm up outside the capture
+            with torch.cuda.stream(side), _compile_cache():  # compile and warm up outside the capture
                 for _ in range(3):
                     self._compiled(*static, scale=scale, local=True, repeats=repeats)
             torch.cuda.current_stream().wait_stream(side)
@@ -245,6 +281,16 @@ class VFIMambaInterpolator:
                 out.append(frame_at(Fraction(0), Fraction(1), f))
         return torch.cat(out, 0)
 
+    def warmup(self, size: tuple[int, int], timesteps: Sequence[float] = (0.5,)) -> None:
+        """Interpolate one synthetic pair of `size` (height, width) and drop the result: what a first
+        call pays once per process and frame size (cuDNN and cuBLAS set-up, convolution plans, Triton
+        kernels loaded from the disk cache) is then paid here, for instance in a background thread
+        while the frames are being read, and the first real frame is as fast as later ones."""
+        h, w = size
+        ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+        f0 = ramp.astype(np.uint8)
+        self.interpolate(f0, np.ascontiguousarray(f0[:, ::-1]), timesteps)
+
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
         if not len(timesteps):
             return []
@@ -253,11 +299,11 @@ class VFIMambaInterpolator:
         h, w = frame0.shape[:2]
         scale = auto_scale(h, w) if self.scale is None else self.scale
         padder = Padder(h, w, pad_divisor(scale))
-        img0, img1 = padder(self._to_tensor(frame0)), padder(self._to_tensor(frame1))
+        both = padder(self._upload([frame0, frame1]))
+        img0, img1 = both[0:1], both[1:2]
         with self._precision():
             if self.recursive:
                 preds = self._predict_recursive(img0, img1, timesteps, scale)
             else:
                 preds = self.predict(img0, img1, [float(t) for t in timesteps], scale)
-        preds = padder.unpad(preds)
-        return [self._to_frame(p) for p in preds]
+        return self._download(padder.unpad(preds))
