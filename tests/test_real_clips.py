@@ -59,7 +59,7 @@ def test_real_clip_edit_keeps_every_copied_frame(run_cli, tmp_path):
     src = needs_media("d6.mp4")
     out = tmp_path / "edit.mp4"
     r = run_cli("--input", src, "--output", out, "--keep", "2s-9s", "--keep", "20s-26.5s", "--keep", "12s-16s",
-                "--model", "flow", "--preset", "veryfast", "--quiet")
+                "--interp-frames", 3, "--model", "flow", "--preset", "veryfast", "--quiet")
     assert r.returncode == 0, r.stderr
     rep = r.report
     assert rep["ranges"] == [[60, 270], [600, 795], [360, 480]]
