@@ -2,8 +2,9 @@
 
 Everything here works on analysis frames (small grey frames from `indent.analysis_frame` /
 `indent.analysis_frame_of`, 256 pixels wide) with the indent search's DIS flow
-(`indent.optical_flow`, `indent.warp`), so one bridge costs a few dozen flows: well under a
-second on one core.
+(`indent.optical_flow`, `indent.warp`): one bridge costs about 2 s of source (decoded small) and
+60 + 3m + 1 flows, the natural motion's in threads as the indent search's (d14.mp4's bridge:
+1.9 s on a 2-core CPU shared with other work, load about 6; 3.2 s before the threads).
 
 **Motion of a step** (`step_motion`): the 90th percentile of the DIS flow length between two
 frames, in pixels of the 256-pixel-wide frame (the same statistic the indent search uses: it
@@ -77,7 +78,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from .indent import PairScore, optical_flow, score_pair, warp
+from .indent import PairScore, analysis_workers, optical_flow, score_indents, score_pair, warp
 
 MOTION_PERCENTILE = 90
 REPEAT_RESIDUAL = 0.5      # grey levels: a pair this close is one picture shown twice
@@ -132,10 +133,11 @@ def junction_runs(left: int, right: int, rate, frame_count: int) -> tuple[range,
 def natural_motion(runs: Sequence[Sequence[np.ndarray]]) -> Natural:
     """The natural motion over runs of consecutive source analysis frames (e.g. the second before
     the bridge and the second after it). Pairs are taken only within a run."""
+    lefts = [a for run in runs for a in run[:-1]]
+    rights = [b for run in runs for b in run[1:]]
     motions, residuals, repeats = [], [], 0
-    for run in runs:
-        for a, b in zip(run[:-1], run[1:]):
-            s = score_pair(a, b)
+    if lefts:
+        for s in score_indents(lefts, rights, workers=analysis_workers()):
             if s.residual < REPEAT_RESIDUAL and s.motion < 0.5:
                 repeats += 1
                 continue
