@@ -62,9 +62,13 @@ class Stopwatch:
 
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
-           audio_gaps: list[AudioGap] | None = None) -> list[int]:
+           audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
+           on_bridge=None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
-    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`."""
+    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
+    `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
+    hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
+    endpoints and generated frames (the seam score)."""
     total = timeline[-1].out + timeline[-1].count
     writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset, encode.pix_fmt)
     generated_at: list[int] = []
@@ -96,7 +100,10 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
                     if warming is not None:
                         warming.join()
                         warming = None
-                    frames = _generate(interpolator, left, right, e)
+                    model = (overrides or {}).get(e.out, interpolator)
+                    left_rgb, right_rgb, frames = _generate(model, left, right, e)
+                if on_bridge is not None:
+                    on_bridge(e, left_rgb, right_rgb, frames)
                 for k, rgb in zip(range(e.out, e.out + e.count), frames):
                     writer.write_rgb(rgb)
                     generated_at.append(k)
@@ -154,7 +161,7 @@ class _peeked:
         yield from self._it
 
 
-def _generate(interpolator, left, right, bridge: Bridge) -> list:
+def _generate(interpolator, left, right, bridge: Bridge) -> tuple:
     left_rgb, right_rgb = to_rgb(left), to_rgb(right)
     frames = interpolator.interpolate(left_rgb, right_rgb, [float(t) for t in bridge.timesteps])
     if len(frames) != bridge.count:
@@ -162,4 +169,4 @@ def _generate(interpolator, left, right, bridge: Bridge) -> list:
     for rgb in frames:
         if rgb.shape != left_rgb.shape or rgb.dtype.name != "uint8":
             raise RuntimeError(f"the model returned {rgb.shape} {rgb.dtype}, expected {left_rgb.shape} uint8")
-    return frames
+    return left_rgb, right_rgb, frames
