@@ -32,7 +32,6 @@ import argparse
 import collections
 import datetime
 import itertools
-import sys
 import time
 from pathlib import Path
 
