@@ -146,6 +146,8 @@ class SpliceJob:
     indent: dict
     kind: str = "splice"
     frames: dict = field(default_factory=dict)    # how m was decided ({"mode": "fixed"} or auto's numbers)
+    checks: list | None = None                    # guard_bridges: each bridge's check
+    overrides: dict = field(default_factory=dict)  # guard_bridges: bridges made by another model
 
     def timeline(self):
         return self.plan.timeline()
@@ -233,6 +235,8 @@ class EditJob:
     roll: float                    # the allowed roll, seconds
     scores: list = field(default_factory=list)   # per junction: the chosen pair's PairScore (or None)
     kind: str = "edit"
+    checks: list | None = None                    # guard_bridges: each bridge's check
+    overrides: dict = field(default_factory=dict)  # guard_bridges: bridges made by another model
 
     def timeline(self):
         return self.plan.timeline()
@@ -359,30 +363,18 @@ def check_outputs(source_path: str, output: str, report: str | None = None, save
             raise UserError(f"Cannot create the --save-generated folder {save_generated}: {e.strerror}") from None
 
 
-def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOptions = EncodeOptions(),
-               report: str | None = None, save_generated: str | None = None, progress: bool = False,
-               log=None, timings: dict | None = None, hard_bridge: str = "warn") -> dict:
-    """Generate and write a prepared job; returns its report (also written to `report` as JSON).
-
-    Every bridge is checked first (seam.assess_bridge): endpoints too different for any
-    interpolator are, by `hard_bridge`, warned about ('warn'), bridged by a plain crossfade
-    ('crossfade'), or refused with a UserError before anything is written ('fail'). Every bridge
-    then gets its seam score (seam.seam_score), printed and in the report's "bridges"."""
+def guard_bridges(job: "SpliceJob | EditJob", hard_bridge: str = "warn", log=None) -> None:
+    """Check every bridge of a prepared job (seam.assess_bridge, on small frames: no model needed)
+    and apply `hard_bridge` to endpoints too different for any interpolator: 'warn' (one line),
+    'crossfade' (that bridge becomes a plain crossfade) or 'fail' (a UserError, before anything is
+    loaded or written). Fills job.checks and job.overrides; render_job calls it when not done yet."""
     say = log or _quiet
-    encode.check()
     if hard_bridge not in seam.HARD_BRIDGE:
         raise UserError(f"--hard-bridge {hard_bridge!r} is not one of {', '.join(seam.HARD_BRIDGE)}")
-    check_outputs(job.source.path, output, report, save_generated)
-    interpolator = model.interpolator if isinstance(model, LoadedModel) else model
-    watch = Stopwatch()
-    watch.seconds.update(timings or {})
-    started = time.perf_counter()
     source = job.source
-    timeline = job.timeline()
-    with watch("seam"):
-        checks = seam.check_bridges([e for e in timeline if isinstance(e, Bridge)],
-                                    lambda start, stop: analysis_frames(source, start, stop),
-                                    source.rate, source.frame_count)
+    checks = seam.check_bridges([e for e in job.timeline() if isinstance(e, Bridge)],
+                                lambda start, stop: analysis_frames(source, start, stop),
+                                source.rate, source.frame_count)
     overrides = {}
     for c in checks:
         if not c.verdict.hard:
@@ -399,6 +391,31 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
             c.action = "warned"
             say(f"warning: {c.where()}: {c.verdict.describe()}; any model will morph here "
                 f"(--hard-bridge crossfade or fail)")
+    job.checks, job.overrides = checks, overrides
+
+
+def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOptions = EncodeOptions(),
+               report: str | None = None, save_generated: str | None = None, progress: bool = False,
+               log=None, timings: dict | None = None, hard_bridge: str = "warn") -> dict:
+    """Generate and write a prepared job; returns its report (also written to `report` as JSON).
+
+    Every bridge is checked first (seam.assess_bridge): endpoints too different for any
+    interpolator are, by `hard_bridge`, warned about ('warn'), bridged by a plain crossfade
+    ('crossfade'), or refused with a UserError before anything is written ('fail'). Every bridge
+    then gets its seam score (seam.seam_score), printed and in the report's "bridges"."""
+    say = log or _quiet
+    encode.check()
+    check_outputs(job.source.path, output, report, save_generated)
+    interpolator = model.interpolator if isinstance(model, LoadedModel) else model
+    watch = Stopwatch()
+    watch.seconds.update(timings or {})
+    started = time.perf_counter()
+    source = job.source
+    timeline = job.timeline()
+    if job.checks is None:
+        with watch("seam"):
+            guard_bridges(job, hard_bridge, say)
+    checks, overrides = job.checks, job.overrides
     by_out = {c.out: c for c in checks}
 
     def measure(bridge, left_rgb, right_rgb, frames):

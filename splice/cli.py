@@ -219,6 +219,8 @@ def run_one(opts, model: _Model, progress: bool, say) -> dict:
     watch = Stopwatch()
     started = time.perf_counter()
     job = _prepare(opts, progress, say, watch)
+    with watch("seam"):
+        api.guard_bridges(job, opts.hard_bridge, say)    # --hard-bridge fail refuses before the model loads
     fresh = model.loaded is None
     loaded = model.get()
     if fresh:

@@ -346,3 +346,15 @@ def test_interp_frames_auto_bridges_a_and_b_closer_than_five_seconds(video_facto
     r = run_cli("--input", video_factory(), "--output", refused, "--frame-a", 130, "--frame-b", 230,
                 "--model", "blend", "--quiet", report=False)
     assert r.returncode == 2 and "at least 113 frames" in r.stderr and not refused.exists()
+
+
+def test_hard_bridge_fail_refuses_before_the_model_loads(two_shots, run_cli, tmp_path):
+    """The guard needs only small frames: a model that could not even load is never reached."""
+    out = tmp_path / "out.mp4"
+    args = [a for a in CUT_ARGS if a != "flow"]
+    args[args.index("--model") + 1:args.index("--model") + 1] = ["vfimamba", "--ckpt", str(tmp_path / "none.pkl")]
+    r = run_cli("--input", two_shots, "--output", out, "--hard-bridge", "fail", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: bridge 1 ") and "checkpoint" not in lines[0]
+    assert not out.exists()
