@@ -39,7 +39,14 @@ def main() -> None:
     p.add_argument("--skip-long", action="store_true")
     args = p.parse_args()
     common = ["--model", args.model, "--device", args.device, "--quiet"] + (["--ckpt", args.ckpt] if args.ckpt else [])
-    rows = []
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    header = "# Many jobs per model load, and long edits\n\nMade by `python3 -m bench.bench_jobs`: whole " \
+             "commands, wall time and each command's own peak RSS (wait4).\n"
+    append_results("jobs", header, f"\n## {stamp} on {machine()}\n\n| what | model | | | |\n|---|---|---|---|---|\n")
+
+    def row(text):   # written as soon as measured: a long run cut short keeps what it has
+        print(text, flush=True)
+        append_results("jobs", header, text + "\n")
     with tempfile.TemporaryDirectory() as tmp:
         singles = []
         for k, (a, b) in enumerate(PAIRS):
@@ -52,7 +59,7 @@ def main() -> None:
         jwall, jrss, _ = timed(cli("--jobs", jobs, "--report", f"{tmp}/summary.json", *common))
         summary = json.loads(Path(f"{tmp}/summary.json").read_text())
         model = summary["model"]["name"] if summary.get("model") else "?"
-        rows.append(f"| 5 splices of {Path(args.input).name} | {model} | 5 commands: {sum(singles):.1f} s "
+        row(f"| 5 splices of {Path(args.input).name} | {model} | 5 commands: {sum(singles):.1f} s "
                     f"({' / '.join(f'{s:.1f}' for s in singles)}) | one --jobs run: {jwall:.1f} s (peak RSS {jrss} MiB) | "
                     f"{(sum(singles) - jwall) / len(PAIRS):.1f} s saved per job |")
         if not args.skip_long:
@@ -67,15 +74,10 @@ def main() -> None:
                                      *common))
             rep = json.loads(Path(report).read_text())
             t = rep["timings"]
-            rows.append(f"| edit of {long.name} (10 min 720p 25 fps), 5 junctions, {rep['output_frames']} frames | "
+            row(f"| edit of {long.name} (10 min 720p 25 fps), 5 junctions, {rep['output_frames']} frames | "
                         f"{rep['model']['name']} | {wall:.1f} s wall | peak RSS {rss} MiB | stages: analyse "
                         f"{t.get('analyse', 0):.1f}, model load {t.get('model_load', 0):.1f}, audio {t.get('audio', 0):.1f}, "
                         f"generate {t.get('generate', 0):.1f}, write {t.get('write', 0):.1f} s |")
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    text = "\n".join([f"\n## {stamp} on {machine()}\n", "| what | model | | | |", "|---|---|---|---|---|", *rows]) + "\n"
-    print(text)
-    append_results("jobs", "# Many jobs per model load, and long edits\n\nMade by `python3 -m bench.bench_jobs`: whole "
-                           "commands, wall time and each command's own peak RSS (wait4).\n", text)
 
 
 if __name__ == "__main__":
