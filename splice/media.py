@@ -332,6 +332,17 @@ class ClipWriter:
     def write_rgb(self, rgb: np.ndarray) -> None:
         self._encode(self._from_rgb(rgb))
 
+    def encoder_frame(self, image) -> "av.VideoFrame":
+        """A decoded source frame or an RGB array as the frame this writer's encoder takes."""
+        return self._from_rgb(image) if isinstance(image, np.ndarray) else self._yuv(image)
+
+    def mux_packet(self, packet, until) -> None:
+        """Mux a video packet made elsewhere (copied, or from another encoder with this stream's
+        settings), then the audio that starts before `until` seconds."""
+        packet.stream = self.video
+        self.container.mux(packet)
+        self._mux_audio(until=until)
+
     def _encode(self, frame) -> None:
         frame.pts = self.frames_written
         frame.time_base = self.time_base
