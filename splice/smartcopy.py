@@ -155,13 +155,11 @@ class PacketIndex:
         for j in range(n - 1, -1, -1):
             after[j] = min(after[j + 1], ranks[j])
         # A run's packets show frames rank[p0] .. before[p1]: contiguous, nothing discarded.
-        self.starts = [ranks[j] for j in range(n)
-                       if idr[j] and 0 <= ranks[j] == after[j] and before[j] < ranks[j]]
-        self.start_pos = {ranks[j]: j for j in range(n) if ranks[j] in set(self.starts)}
-        self.ends = [before[j] + 1 for j in range(1, n + 1)
-                     if before[j] < after[j] and 0 <= before[j] < count]
+        self.start_pos = {ranks[j]: j for j in range(n)
+                          if idr[j] and 0 <= ranks[j] == after[j] and before[j] < ranks[j]}
         self.end_pos = {before[j] + 1: j for j in range(1, n + 1)
                         if before[j] < after[j] and 0 <= before[j] < count}
+        self.starts, self.ends = sorted(self.start_pos), sorted(self.end_pos)
         self.delay = [j - ranks[j] for j in range(n)]   # decode position minus frame shown
 
     def run_within(self, first: int, stop: int) -> Run | None:
@@ -256,6 +254,7 @@ def _span_plan(span: Span, index: PacketIndex) -> tuple[list, dict]:
         notes.append(f"{tail} after the last clean cut (source {run.stop})")
     copied = run.stop - run.first
     return pieces, {**info, "copied": copied, "encoded": span.count - copied,
+                    "copied_src": [run.first, run.stop],
                     "why": ("encoded " + " and ".join(notes)) if notes else None}
 
 
