@@ -326,8 +326,10 @@ def _encoder(writer: ClipWriter):
         setattr(ctx, name, getattr(model, name))
     for name in ("colorspace", "color_primaries", "color_trc"):
         value = getattr(model, name)
-        if value not in (None, 2):
+        if value not in (None, 2):   # 2 = unspecified in all three enums
             setattr(ctx, name, value)
+    if model.sample_aspect_ratio:
+        ctx.sample_aspect_ratio = model.sample_aspect_ratio
     ctx.options = dict(model.options)
     return ctx
 
@@ -400,6 +402,8 @@ def _write_pieces(writer, source, index, pieces, bridge_frames, audio, progress)
         ctx.options = {**ctx.options, "profile": X264_PROFILES[stream.codec_context.profile],
                        "level": _level(config.level_idc),
                        "x264-params": f"sps-id={max(sps_ids | pps_ids) + 1}"}
+        if stream.codec_context.sample_aspect_ratio:   # copied pictures keep theirs: so do encoded ones
+            ctx.sample_aspect_ratio = stream.codec_context.sample_aspect_ratio
         ctx.open()
         # Both sets of parameter sets in the sample description: the source's first (its profile
         # and level head the avcC record), then the encoder's.
