@@ -16,6 +16,7 @@ piece needs, so they rise across every join and never pass a presentation time.
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
@@ -259,23 +260,25 @@ def _span_plan(span: Span, index: PacketIndex) -> tuple[list, dict]:
 
 
 def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketIndex | None = None
-              ) -> tuple[list | None, list[dict], str | None]:
-    """(pieces or None for a whole re-encode, the per-entry report, the whole-output reason)."""
+              ) -> tuple[list, list[dict], str | None]:
+    """The pieces to write, the per-entry report, and why nothing is copied (None if something is)."""
     if mode not in COPY_MODES:
         raise UserError(f"--copy-unchanged {mode!r} is not one of {', '.join(COPY_MODES)}")
 
     def all_encoded(why):
-        return [{**e.as_json(), "copied": 0, "encoded": e.count,
-                 "why": why if isinstance(e, Span) else "generated"} for e in timeline]
+        pieces = [_Encode(e.out, e.count, src=e.src) if isinstance(e, Span) else _Encode(e.out, e.count, bridge=e)
+                  for e in timeline]
+        return pieces, [{**e.as_json(), "copied": 0, "encoded": e.count,
+                         "why": why if isinstance(e, Span) else "generated"} for e in timeline], why
     if mode == "off":
-        return None, all_encoded("copying is off"), "copying is off"
+        return all_encoded("copying is off")
     if index is None and source.codec == "h264":
         index = PacketIndex(source)
     why = copy_blocker(source, index)
     if why is not None:
         if mode == "on":
             raise UserError(f"Cannot copy the unchanged footage: {why}; use --copy-unchanged auto or off")
-        return None, all_encoded(why), why
+        return all_encoded(why)
     pieces, report = [], []
     for entry in timeline:
         if isinstance(entry, Span):
@@ -289,7 +292,7 @@ def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketI
             pieces.append(_Encode(entry.out, entry.count, bridge=entry))
             report.append({**entry.as_json(), "copied": 0, "encoded": entry.count, "why": "generated"})
     if not any(isinstance(p, _Copy) for p in pieces):
-        return None, report, "no span holds a copyable run"
+        return pieces, report, "no span holds a copyable run"
     return pieces, report, None
 
 
@@ -297,6 +300,48 @@ def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketI
 
 def _level(level_idc: int) -> str:
     return "1b" if level_idc == 9 else f"{level_idc // 10}.{level_idc % 10}"
+
+
+class _SourceFrames:
+    """Decoded source frames for the encoded pieces, reusing what was decoded last: a bridge's left
+    frame is usually the last one written, and its right one the first of the piece after it."""
+
+    def __init__(self, source: VideoSource):
+        self.source = source
+        self.last = None    # (index, frame) last handed out by run()
+        self.ahead = None   # (index, frame, the rest): the next run, opened early for its first frame
+
+    def run(self, first: int, count: int):
+        if self.ahead is not None and self.ahead[0] == first:
+            k, frame, rest = self.ahead
+            self.ahead = None
+            frames = itertools.chain([(k, frame)], rest)
+        else:
+            frames = self.source.frames(first, first + count)
+        got = 0
+        for k, frame in frames:
+            self.last = (k, frame)
+            got += 1
+            yield frame
+        if got != count:
+            raise UserError(f"Only {got} of source frames {first}..{first + count - 1} could be read; "
+                            "the file may be damaged")
+
+    def one(self, index: int, run_count: int | None = None):
+        """Frame `index`; with `run_count`, opened as the start of the run of that many that follows."""
+        if self.last is not None and self.last[0] == index:
+            return self.last[1]
+        if self.ahead is not None and self.ahead[0] == index:
+            return self.ahead[1]
+        frames = iter(self.source.frames(index, index + (run_count or 1)))
+        head = next(frames, None)
+        if head is not None:
+            if run_count:
+                self.ahead = (head[0], head[1], frames)
+            else:
+                frames.close()
+            return head[1]
+        raise UserError(f"Frame {index} of {self.source.path} could not be decoded; the file may be damaged")
 
 
 class _Muxer:
@@ -316,6 +361,14 @@ class _Muxer:
         packet.pts, packet.dts, packet.duration = pts, dts, 1
         self.decoded += 1
         self.writer.mux_packet(packet, until=(self.decoded - self.reorder) * self.time_base)
+
+    def encode(self, encoder, frame=None, k: int | None = None) -> None:
+        """Encode `frame` as output frame k, or finish the piece when `frame` is None."""
+        if frame is not None:
+            frame.pts, frame.time_base, frame.duration = k, self.time_base, 1
+            frame.pict_type = av.video.frame.PictureType.NONE
+        for packet in encoder.encode(frame):
+            self.put(packet, packet.pts)
 
 
 def _encoder(writer: ClipWriter):
@@ -341,18 +394,16 @@ def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_fr
     """Write `timeline` (Span and Bridge entries in output order) to `path` as H.264 at the
     source's rate, copying unchanged footage where `mode` ("auto", "on", "off") allows.
 
-    `bridge_frames(bridge)` returns a Bridge's frames (RGB uint8, (H, W, 3)); `audio` is the whole
-    output's soundtrack, float32 (channels, samples), or None for none; `progress(n)` is told of
-    every n frames written. Returns one report entry per timeline entry: its fields, "copied" and
-    "encoded" frame counts, and "why" whatever was encoded was (None when all was copied)."""
+    `bridge_frames(bridge, left, right)` returns a Bridge's frames (RGB uint8, (H, W, 3)) given its
+    decoded endpoint frames; `audio` is the whole output's soundtrack, float32 (channels, samples),
+    or None for none; `progress(n)` is told of every n frames written. Returns one report entry
+    per timeline entry: its own fields, the "copied" and "encoded" frame counts, "copied_src"
+    (the source frames copied, [first, stop]) where any were, and "why" the rest was encoded."""
     index = PacketIndex(source) if mode != "off" and source.codec == "h264" else None
-    pieces, report, _ = plan_copy(source, timeline, mode, index)
+    pieces, report, whole = plan_copy(source, timeline, mode, index)
     writer = ClipWriter(path, source, crf, audio is not None, preset)
     try:
-        if pieces is None:
-            _write_all(writer, source, timeline, bridge_frames, audio, progress)
-        else:
-            _write_pieces(writer, source, index, pieces, bridge_frames, audio, progress)
+        _write(writer, source, index if whole is None else None, pieces, bridge_frames, audio, progress)
     except BaseException:
         writer.abort()
         raise
@@ -360,95 +411,79 @@ def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_fr
     return report
 
 
-def _source_frames(source, first, count):
-    got = 0
-    for _, frame in source.frames(first, first + count):
-        yield frame
-        got += 1
-    if got != count:
-        raise UserError(f"Only {got} of source frames {first}..{first + count - 1} could be read; "
-                        "the file may be damaged")
+def _write(writer, source, index, pieces, bridge_frames, audio, progress):
+    """Write the pieces: copying (`index` given) with an encoder per encoded piece, or all through
+    the writer's own encoder."""
+    container = _open(source.path) if index is not None else None
+    try:
+        if index is not None:
+            stream = container.streams.video[0]
+            _setup_copy(writer, stream, index.config)
+            reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
+            mux = _Muxer(writer, reorder)
+            to_annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
+        if audio is not None:
+            writer.write_audio(audio)
+        frames = _SourceFrames(source)
+        encoder = None
+        for n, piece in enumerate(pieces):
+            if isinstance(piece, _Copy):
+                if encoder is not None:
+                    mux.encode(encoder)
+                    encoder = None
+                _copy_run(container, stream, index, piece, to_annexb, mux)
+            else:
+                if piece.bridge is not None:
+                    b = piece.bridge
+                    after = pieces[n + 1] if n + 1 < len(pieces) else None
+                    opens = isinstance(after, _Encode) and after.bridge is None and after.src == b.right
+                    left = frames.one(b.left)
+                    right = frames.one(b.right, after.count if opens else None)
+                    images = _checked(bridge_frames(b, left, right), b)
+                else:
+                    images = frames.run(piece.src, piece.count)
+                if index is None:
+                    for image in images:
+                        (writer.write_rgb if isinstance(image, np.ndarray) else writer.write_source)(image)
+                else:
+                    encoder = encoder or _encoder(writer)
+                    for k, image in enumerate(images):
+                        mux.encode(encoder, writer.encoder_frame(image), piece.out + k)
+            if progress:
+                progress(piece.count)
+        if index is not None:
+            if encoder is not None:
+                mux.encode(encoder)
+            writer.frames_written = mux.decoded
+        total = pieces[-1].out + pieces[-1].count
+        if writer.frames_written != total:
+            raise UserError(f"Only {writer.frames_written} of {total} frames could be written; "
+                            "the file may be damaged")
+    finally:
+        if container is not None:
+            container.close()
 
 
-def _checked(frames, bridge: Bridge):
+def _setup_copy(writer: ClipWriter, stream, config: AvcConfig) -> None:
+    """Set the writer's encoder (the model for every piece) to the source's profile and level, and
+    parameter set ids of its own; put both sets of parameter sets in the sample description."""
+    sps_ids, pps_ids = config.ids()
+    ctx = writer.video.codec_context
+    ctx.options = {**ctx.options, "profile": X264_PROFILES[stream.codec_context.profile],
+                   "level": _level(config.level_idc),
+                   "x264-params": f"sps-id={max(sps_ids | pps_ids) + 1}"}
+    if stream.codec_context.sample_aspect_ratio:   # copied pictures keep theirs: so do encoded ones
+        ctx.sample_aspect_ratio = stream.codec_context.sample_aspect_ratio
+    ctx.open()
+    # The source's first: its profile and level head the avcC record.
+    ctx.extradata = config.annexb() + bytes(ctx.extradata)
+
+
+def _checked(frames, bridge: Bridge) -> list:
     frames = list(frames)
     if len(frames) != bridge.count:
         raise RuntimeError(f"{len(frames)} frames generated for a bridge of {bridge.count}")
     return frames
-
-
-def _write_all(writer, source, timeline, bridge_frames, audio, progress):
-    """Decode and re-encode every frame."""
-    if audio is not None:
-        writer.write_audio(audio)
-    for entry in timeline:
-        if isinstance(entry, Span):
-            for frame in _source_frames(source, entry.src, entry.count):
-                writer.write_source(frame)
-        else:
-            for rgb in _checked(bridge_frames(entry), entry):
-                writer.write_rgb(rgb)
-        if progress:
-            progress(entry.count)
-
-
-def _write_pieces(writer, source, index, pieces, bridge_frames, audio, progress):
-    config = index.config
-    sps_ids, pps_ids = config.ids()
-    container = _open(source.path)
-    try:
-        stream = container.streams.video[0]
-        ctx = writer.video.codec_context
-        ctx.options = {**ctx.options, "profile": X264_PROFILES[stream.codec_context.profile],
-                       "level": _level(config.level_idc),
-                       "x264-params": f"sps-id={max(sps_ids | pps_ids) + 1}"}
-        if stream.codec_context.sample_aspect_ratio:   # copied pictures keep theirs: so do encoded ones
-            ctx.sample_aspect_ratio = stream.codec_context.sample_aspect_ratio
-        ctx.open()
-        # Both sets of parameter sets in the sample description: the source's first (its profile
-        # and level head the avcC record), then the encoder's.
-        ctx.extradata = config.annexb() + bytes(ctx.extradata)
-        if audio is not None:
-            writer.write_audio(audio)
-        reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
-        mux = _Muxer(writer, reorder)
-        to_annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
-        encoder = None
-        for piece in pieces:
-            if isinstance(piece, _Copy):
-                if encoder is not None:
-                    _encode(encoder, None, mux)
-                    encoder = None
-                _copy_run(container, stream, index, piece, to_annexb, mux)
-            else:
-                encoder = encoder or _encoder(writer)
-                if piece.bridge is not None:
-                    frames = [writer.encoder_frame(rgb)
-                              for rgb in _checked(bridge_frames(piece.bridge), piece.bridge)]
-                else:
-                    frames = (writer.encoder_frame(f) for f in _source_frames(source, piece.src, piece.count))
-                for k, frame in enumerate(frames):
-                    _encode(encoder, (frame, piece.out + k), mux)
-            if progress:
-                progress(piece.count)
-        if encoder is not None:
-            _encode(encoder, None, mux)
-        writer.frames_written = mux.decoded
-    finally:
-        container.close()
-
-
-def _encode(encoder, item, mux) -> None:
-    """Encode one frame, given as (frame, output index), or finish the piece when `item` is None."""
-    if item is None:
-        packets = encoder.encode(None)
-    else:
-        frame, k = item
-        frame.pts, frame.time_base, frame.duration = k, mux.time_base, 1
-        frame.pict_type = av.video.frame.PictureType.NONE
-        packets = encoder.encode(frame)
-    for packet in packets:
-        mux.put(packet, packet.pts)
 
 
 def _copy_run(container, stream, index: PacketIndex, piece: _Copy, to_annexb, mux) -> None:
