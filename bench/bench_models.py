@@ -2,7 +2,7 @@
 
     python3 bench/bench_models.py [--models blend,flow,rife,vfimamba] [--sizes 480p,720p,1080p] [--device auto]
 
-Times `interpolate(frame0, frame1, [0.5])` through `splice.models.load_model` (what the CLI runs),
+Times `interpolate(frame0, frame1, [0.5])` through `splice.models.load_interpolator` (what the CLI runs),
 on two frames of the drawn sample scene, after one warm-up call; the median of --repeats runs.
 Peak GPU memory is reported on CUDA. Appends a dated, machine-labelled table to
 bench/results/models.md. vfimamba needs a checkpoint (--ckpt or ckpt/).
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_pipeline import machine  # noqa: E402
-from splice.models import load_model  # noqa: E402
+from splice.models import load_interpolator  # noqa: E402
 from splice.sample import draw  # noqa: E402
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
@@ -40,7 +40,7 @@ def main():
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     rows = []
     for name in args.models.split(","):
-        model = load_model(name, args.device, args.ckpt, log=lambda *a: None)
+        model = load_interpolator(name, args.device, log=lambda *a: None, ckpt=args.ckpt)
         for size in args.sizes.split(","):
             w, h = SIZES[size]
             f0 = cv2.resize(draw(100), (w, h), interpolation=cv2.INTER_AREA)

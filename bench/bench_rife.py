@@ -96,7 +96,7 @@ def main():
     results, outputs = [], {}
     for fp16 in precisions:
         torch.backends.cudnn.benchmark = True  # steady-state speed, as the reference runs it
-        model = rife.load(device=args.device, fp16=fp16)
+        model = rife.load(device=args.device, precision="fp16" if fp16 else "fp32")
         label = "fp16" if fp16 else "fp32"
         one, one_cpu = time_ms(model, f0, f1, [0.5], repeats)
         three, three_cpu = time_ms(model, f0, f1, [0.25, 0.5, 0.75], repeats)

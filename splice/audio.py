@@ -1,9 +1,10 @@
-"""The clip's soundtrack: cut at the same source times as the picture.
+"""The output's soundtrack: cut at the same source times as the picture.
 
-The picture shows source frames A-n .. A+i, then m generated frames, then B-j .. B+n-1. The sound
-follows the two source spans exactly; under the generated frames it crossfades (equal power) from
-the sound that follows A+i into the sound that leads up to B-j, so both sides stay continuous and
-in sync. The clip's first and last few milliseconds fade in and out so that it does not click.
+The picture is a timeline of source spans and generated bridges (splice.plan). The sound follows
+every span exactly; under a bridge it crossfades (equal power) from the sound that continues past
+the span before it into the sound that leads up to the span after it, so both sides stay
+continuous and in sync. Where two spans meet with no bridge (a hard cut), each side fades over a
+few milliseconds, and so do the output's first and last milliseconds, so that nothing clicks.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from .media import VideoSource, read_audio
-from .plan import SplicePlan
+from .media import AudioGap, VideoSource, read_audio
+from .plan import Bridge, Entry, Span
 
 DECLICK_SECONDS = 0.005
 
@@ -26,33 +27,43 @@ def _ramp(length: int) -> np.ndarray:
     return np.sin(np.linspace(0, np.pi / 2, length + 2, dtype=np.float64)[1:-1]).astype(np.float32)
 
 
-def splice_audio(source: VideoSource, plan: SplicePlan) -> np.ndarray:
-    """float32 (channels, samples) of exactly the clip's length, 3n/r seconds."""
+def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction,
+                   gaps: list[AudioGap] | None = None) -> np.ndarray:
+    """float32 (channels, samples) of exactly the output's length (its frames at `rate`). Gaps in
+    the source's audio that the output uses (kept as silence) are appended to `gaps`, once each."""
+    found: list[AudioGap] = []
     info = source.audio
     sr = info.sample_rate
-    r = Fraction(plan.rate)
-    total = _samples(plan.total / r, sr)
-    # Sample counts follow the picture: each boundary is rounded once, on the output clock.
-    first_end = _samples(len(plan.before) / r, sr)
-    bridge_end = _samples((len(plan.before) + plan.generated) / r, sr)
-    before = read_audio(source.path, info, source.absolute_time(plan.before.start), first_end)
-    after_start = source.absolute_time(plan.right)
-    bridge = bridge_end - first_end
-    after = read_audio(source.path, info, after_start - Fraction(bridge, sr), total - first_end)
-    if bridge:
-        # The sound that continues past A+i, fading out, over the sound that leads into B-j, fading in.
-        outgoing = read_audio(source.path, info,
-                              source.absolute_time(plan.before.start) + Fraction(first_end, sr), bridge)
-        fade_in = _ramp(bridge)
-        after[:, :bridge] = after[:, :bridge] * fade_in + outgoing * fade_in[::-1]
-    else:
-        # A hard cut: a few milliseconds of fade on each side instead of a click.
-        _declick(before, at_end=True, rate=sr)
-        _declick(after, at_end=False, rate=sr)
-    clip = np.concatenate([before, after], axis=1)
+    r = Fraction(rate)
+
+    def at(k: int) -> int:    # output frame k's first sample: each boundary is rounded once, on the output clock
+        return _samples(Fraction(k) / r, sr)
+    end = timeline[-1].out + timeline[-1].count
+    clip = np.zeros((info.channels, at(end)), np.float32)
+    for n, e in enumerate(timeline):
+        if not isinstance(e, Span):
+            continue
+        prev = timeline[n - 1] if n > 0 else None
+        after = timeline[n + 1] if n + 1 < len(timeline) else None
+        s0, s1 = at(e.out), at(e.out + e.count)
+        lead = s0 - at(prev.out) if isinstance(prev, Bridge) else 0                  # fades in under the bridge before
+        tail = at(after.out + after.count) - s1 if isinstance(after, Bridge) else 0  # fades out under the bridge after
+        sound = read_audio(source.path, info, source.absolute_time(e.src) - Fraction(lead, sr), lead + s1 - s0 + tail,
+                           found)
+        core = sound[:, lead:lead + s1 - s0]
+        if isinstance(prev, Span):
+            _declick(core, at_end=False, rate=sr)
+        if isinstance(after, Span):
+            _declick(core, at_end=True, rate=sr)
+        clip[:, s0:s1] = core
+        if lead:
+            clip[:, s0 - lead:s0] += sound[:, :lead] * _ramp(lead)
+        if tail:
+            clip[:, s1:s1 + tail] += sound[:, lead + s1 - s0:] * _ramp(tail)[::-1]
     _declick(clip, at_end=False, rate=sr)
     _declick(clip, at_end=True, rate=sr)
-    assert clip.shape[1] == total
+    if gaps is not None:
+        gaps.extend({(round(g.at, 4), round(g.seconds, 4)): g for g in found}.values())
     return clip
 
 

@@ -30,7 +30,10 @@ class FrameChoice:
 
 
 def frame_at_time(source: VideoSource, seconds: Fraction) -> int:
-    """The frame on screen at `seconds` from the first frame (the last one that starts by then)."""
+    """The frame on screen at `seconds` from the first frame (the last one that starts by then);
+    for variable-rate input, the slot (see media.VideoSource)."""
+    if source.variable_rate:
+        return min(max(int(seconds * source.rate + Fraction(1, 10**6)), 0), source.frame_count - 1)
     t = source.index.pts[0] + seconds / source.time_base
     k = int(np.searchsorted(np.asarray(source.index.pts, dtype=np.float64), float(t) + 1e-6, side="right")) - 1
     return max(k, 0)
@@ -54,10 +57,10 @@ def resolve_frame(spec: str | None, name: str, source: VideoSource, default: int
     text = spec.strip()
     if re.fullmatch(r"\d+", text):
         k = int(text)
-        if k >= source.frame_count:
+        if k >= source.frames_in_file:
             raise UserError(f"--frame-{name.lower()} {k} is past the end of the video "
-                            f"(frames 0..{source.frame_count - 1}, {float(source.duration):.2f} s)")
-        return FrameChoice(k, "index", spec)
+                            f"(frames 0..{source.frames_in_file - 1}, {float(source.duration):.2f} s)")
+        return FrameChoice(source.slot_of_frame(k), "index", spec)
     t = parse_time(text)
     if t is not None:
         end = source.time_of(source.frame_count - 1)
@@ -104,13 +107,13 @@ def locate_images(source: VideoSource, choices: list[FrameChoice], progress: boo
     thumbs = [_thumb(im) for im in images]
     thumb_h, thumb_w = thumbs[0].shape[:2]
     errors = np.zeros((len(todo), source.frame_count), np.float64)
-    bar = tqdm(total=source.frame_count, desc="locating", unit="frame", disable=not progress)
-    for k, frame in source.frames(0, source.frame_count):
-        t = to_rgb(frame.reformat(width=thumb_w, height=thumb_h, interpolation="AREA")).astype(np.float32)
-        for n, th in enumerate(thumbs):
-            errors[n, k] = np.mean((t - th) ** 2)
-        bar.update(1)
-    bar.close()
+    # The bar is closed (by `with`) before an error can propagate, so the error gets its own line.
+    with tqdm(total=source.frame_count, desc="locating", unit="frame", disable=not progress) as bar:
+        for k, frame in source.frames(0, source.frame_count):
+            t = to_rgb(frame.reformat(width=thumb_w, height=thumb_h, interpolation="AREA")).astype(np.float32)
+            for n, th in enumerate(thumbs):
+                errors[n, k] = np.mean((t - th) ** 2)
+            bar.update(1)
     for n, choice in enumerate(todo):
         candidates = sorted(np.argsort(errors[n])[:CANDIDATES].tolist())
         scores = {}

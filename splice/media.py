@@ -7,12 +7,16 @@ runs forward from there.
 from __future__ import annotations
 
 import bisect
+import errno
+import math
 import os
+import re
 import queue
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -82,34 +86,74 @@ def display_rotation(frame) -> int:
         return 0
 
 
-class VideoSource:
-    """One input video: its rate, frame count, audio, and frame-exact decoding by index."""
+def _nominal_rate(stream, index: FrameIndex) -> tuple[Fraction, bool]:
+    """(rate, variable): the rate the video is meant to play at, and whether its frames keep to it.
 
-    def __init__(self, path: str):
+    A frame that lasts more than half a frame longer or shorter than 1/rate (a dropped frame, a
+    stall, a burst) makes the video variable-rate. Constant-rate video keeps the container's
+    average rate, as it always has; variable-rate video takes the nominal rate FFmpeg guesses from
+    its timestamps, or the rate of its most common frame duration when that guess does not fit."""
+    average = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not average or average <= 0:
+        raise UserError("The video has no usable frame rate; re-encode it at a constant rate first")
+    average = Fraction(average)
+    tb = Fraction(stream.time_base)
+    steps = np.diff(np.asarray(index.pts, dtype=np.int64))
+    if len(steps) == 0:
+        return average, False
+    typical = Fraction(int(np.median(steps))) * tb          # seconds of the median frame
+    nominal = average
+    for candidate in (stream.guessed_rate, stream.base_rate, average):
+        if candidate and candidate > 0 and abs(1 / Fraction(candidate) - typical) <= typical / 20:
+            nominal = Fraction(candidate)
+            break
+    else:
+        nominal = (1 / typical).limit_denominator(1001)
+    seconds = steps * float(tb)
+    variable = bool(np.any(np.abs(seconds - float(1 / nominal)) > float(1 / nominal) / 2))
+    return (nominal, True) if variable else (average, False)
+
+
+class VideoSource:
+    """One input video: its rate, frame count, audio, and frame-exact decoding by index.
+
+    Variable frame rate. Everything above this class works on a constant rate. For variable-rate
+    input (see _nominal_rate) it is made constant the way FFmpeg's fps filter does it: the clip
+    plays at the nominal rate, and its "frames" are slots 1/rate apart from the first frame; each
+    source frame goes to the slot nearest its timestamp, a slot that a dropped frame leaves empty
+    repeats the frame before it, and of two frames in one slot the later is shown. frame_count,
+    frames(), time_of() and absolute_time() then count slots, so a time names the slot on screen at
+    that time and the sound (read at slot times) stays within half a frame of the picture;
+    source_frame() and slot_of_frame() convert to and from the file's own frame indices (which a
+    frame index the user gives names). Constant-rate input maps every frame to itself.
+    """
+
+    def __init__(self, path: str, audio_stream: int | None = None):
         self.path = str(path)
         container = _open(path)
         try:
             if not container.streams.video:
                 raise UserError(f"{path} has no video stream; give a video file")
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not rate or rate <= 0:
-                raise UserError(f"{path} has no usable frame rate; re-encode it at a constant rate first")
-            self.rate = Fraction(rate)
             self.time_base = Fraction(stream.time_base)
             self.stream_index = stream.index
             self.index = _index_frames(container, stream)
             if not self.index.pts:
                 raise UserError(f"{path} has a video stream with no frames")
+            try:
+                self.rate, self.variable_rate = _nominal_rate(stream, self.index)
+            except UserError:
+                raise UserError(f"{path} has no usable frame rate; re-encode it at a constant rate first")
             ctx = stream.codec_context
             self.codec = ctx.name
             self.coded_width, self.coded_height = ctx.width, ctx.height
-            self.audio = AudioInfo.of(container)
+            self.audio = AudioInfo.of(container, audio_stream)
         except av.error.FFmpegError as e:
             raise UserError(f"Cannot read {path} as a video ({e.strerror or e}); give an MP4, MOV, MKV or similar file")
         finally:
             container.close()
-        first = next(self.frames(0, 1), None)
+        self._slots()
+        first = next(self._decode(0, 1), None)
         if first is None:
             raise UserError(f"No frame of {path} could be decoded; the file may be damaged")
         _, frame = first
@@ -117,17 +161,59 @@ class VideoSource:
         self.rotation = display_rotation(frame)
         self.colour = dict(colorspace=frame.colorspace, color_range=frame.color_range,
                            color_primaries=frame.color_primaries, color_trc=frame.color_trc)
+        self.pix_fmt = frame.format.name
+        self.bit_depth = max((c.bits for c in frame.format.components), default=8)
+
+    def _slots(self) -> None:
+        """For variable-rate input: the slot of every source frame, and the frame shown in every slot."""
+        self._slot_of = self._frame_in = None
+        if not self.variable_rate:
+            return
+        pts = np.asarray(self.index.pts, dtype=object) - self.index.pts[0]
+        scale = self.time_base * self.rate                     # slots per tick
+        num, den = scale.numerator, scale.denominator
+        # nearest slot: floor(pts * scale + 1/2), in integers
+        slot_of = np.array([(2 * int(t) * num + den) // (2 * den) for t in pts], dtype=np.int64)
+        self._slot_of = slot_of
+        self._frame_in = np.searchsorted(slot_of, np.arange(int(slot_of[-1]) + 1), side="right") - 1
+
+    @property
+    def frames_in_file(self) -> int:
+        """Frames the file holds (for variable-rate input, frame_count counts slots instead)."""
+        return len(self.index.pts)
 
     @property
     def frame_count(self) -> int:
-        return len(self.index.pts)
+        return len(self._frame_in) if self.variable_rate else len(self.index.pts)
+
+    def source_frame(self, slot: int) -> int:
+        """The file's frame index shown in `slot`."""
+        return int(self._frame_in[slot]) if self.variable_rate else slot
+
+    def slot_of_frame(self, index: int) -> int:
+        """The slot that shows the file's frame `index` (the one nearest its timestamp)."""
+        return int(self._slot_of[index]) if self.variable_rate else index
+
+    @property
+    def repeated_slots(self) -> int:
+        """Slots that repeat the frame before them (frames the recording dropped)."""
+        return self.frame_count - len(set(self._frame_in.tolist())) if self.variable_rate else 0
+
+    @property
+    def skipped_frames(self) -> int:
+        """Source frames no slot shows (two frames in one slot: the earlier is left out)."""
+        return self.frames_in_file - len(set(self._frame_in.tolist())) if self.variable_rate else 0
 
     def time_of(self, index: int) -> Fraction:
-        """Seconds from the first frame to frame `index`, from its real timestamp."""
+        """Seconds from the first frame to frame (slot) `index`, from its real timestamp."""
+        if self.variable_rate:
+            return Fraction(index) / self.rate
         return (self.index.pts[index] - self.index.pts[0]) * self.time_base
 
     def absolute_time(self, index: int) -> Fraction:
         """Seconds on the container's clock (the clock the audio shares)."""
+        if self.variable_rate:
+            return self.index.pts[0] * self.time_base + Fraction(index) / self.rate
         return self.index.pts[index] * self.time_base
 
     @property
@@ -139,9 +225,48 @@ class VideoSource:
         """(width, height) as a player shows it."""
         return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
 
+    def notes(self, pix_fmt: str = "yuv420p", audio: bool = True) -> list[str]:
+        """One line for each thing about this input that the clip will not keep as it was (written
+        with `pix_fmt`, with the sound or without)."""
+        out = []
+        if self.bit_depth > 8 and pix_fmt == "yuv420p":
+            out.append(f"the source is {self.bit_depth}-bit ({self.pix_fmt}); the clip is 8-bit "
+                       "(--pix-fmt yuv420p10le keeps 10 bits, though not every player decodes 10-bit H.264)")
+        if audio and self.audio is not None and self.audio.ignored:
+            others = self.audio.ignored
+            out.append(f"the sound is audio stream {self.audio.position} ({self.audio.codec}, "
+                       f"{self.audio.sample_rate} Hz); {others} other audio stream{'s' if others > 1 else ''} "
+                       "ignored (--audio-stream N picks another)")
+        if self.variable_rate:
+            out.append(f"the input has a variable frame rate; the clip plays at a constant "
+                       f"{float(self.rate):.3f} fps, each frame the source frame on screen at its time "
+                       f"({self.repeated_slots} repeated where frames were dropped, {self.skipped_frames} left out)")
+        return out
+
     def frames(self, start: int, stop: int) -> Iterator[tuple[int, "av.VideoFrame"]]:
-        """Decoded frames start .. stop-1 with their indices, in order; seeks instead of decoding from 0."""
+        """Decoded frames (slots) start .. stop-1 with their indices, in order; seeks instead of
+        decoding from 0. For variable-rate input a frame repeated over several slots is yielded
+        once for each of them (the same frame object)."""
+        if not self.variable_rate:
+            yield from self._decode(start, stop)
+            return
         stop = min(stop, self.frame_count)
+        if start >= stop:
+            return
+        decoded = self._decode(self.source_frame(start), self.source_frame(stop - 1) + 1)
+        current = (-1, None)
+        for slot in range(start, stop):
+            wanted = self.source_frame(slot)
+            while current[0] < wanted:
+                current = next(decoded, None)
+                if current is None:
+                    raise UserError(f"{self.path} ends early: frame {wanted} could not be decoded; "
+                                    "the file may be damaged")
+            yield slot, current[1]
+
+    def _decode(self, start: int, stop: int) -> Iterator[tuple[int, "av.VideoFrame"]]:
+        """The file's frames start .. stop-1 by their own indices."""
+        stop = min(stop, self.frames_in_file)
         if start >= stop:
             return
         for seek_pts in self.index.seek_points(start) + [None]:
@@ -149,25 +274,35 @@ class VideoSource:
             try:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
-                if seek_pts is not None:
-                    container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
                 expected = start
-                for frame in container.decode(stream):
-                    k = self.index.position(frame.pts) if frame.pts is not None else None
-                    if k is None or k < expected:
-                        continue
-                    if k > expected:
-                        break  # the seek landed after `start` (or a frame is missing): start earlier
-                    yield k, frame
-                    expected += 1
-                    if expected == stop:
-                        return
+                try:
+                    if seek_pts is not None:
+                        container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+                    for frame in container.decode(stream):
+                        k = self.index.position(frame.pts) if frame.pts is not None else None
+                        if k is None or k < expected:
+                            continue
+                        if k > expected:
+                            break  # the seek landed after `start` (or a frame is missing): start earlier
+                        yield k, frame
+                        expected += 1
+                        if expected == stop:
+                            return
+                except av.error.FFmpegError as e:
+                    raise UserError(f"{self.path} is damaged near frame {expected} "
+                                    f"({float(self.time_of_frame(expected)):.2f} s: {e.strerror or e}); "
+                                    "repair or re-encode it, or choose frames away from the damage")
                 if expected > start:
                     raise UserError(f"{self.path} ends early: frame {expected} could not be decoded; "
                                     "the file may be damaged")
             finally:
                 container.close()
         raise UserError(f"Frame {start} of {self.path} could not be decoded; the file may be damaged")
+
+    def time_of_frame(self, index: int) -> Fraction:
+        """Seconds from the first frame to the file's frame `index`."""
+        index = min(index, self.frames_in_file - 1)
+        return (self.index.pts[index] - self.index.pts[0]) * self.time_base
 
 
 def to_rgb(frame) -> np.ndarray:
@@ -182,66 +317,233 @@ def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
 
 @dataclass
 class AudioInfo:
+    """The audio stream the clip's sound comes from. `position` counts audio streams only (0 is
+    the first, as `--audio-stream` does); `ignored` is how many other audio streams the input has."""
     stream_index: int
     sample_rate: int
     layout: str
     channels: int
     codec: str
+    position: int = 0
+    ignored: int = 0
+    time_base: Fraction = Fraction(1, 48000)
+    # Where the stream's decoded samples start, and its frame sizes: found on first use (read_audio).
+    _origin: tuple | None = field(default=None, repr=False, compare=False)
 
     @staticmethod
-    def of(container) -> "AudioInfo | None":
-        if not container.streams.audio:
+    def of(container, stream: int | None = None) -> "AudioInfo | None":
+        """The first audio stream, or the `stream`-th (0 = first); None if there is no usable one."""
+        streams = container.streams.audio
+        if stream is not None and not 0 <= stream < len(streams):
+            have = (f"audio streams 0..{len(streams) - 1}" if len(streams) > 1 else
+                    "one audio stream (0)" if streams else "no audio stream")
+            raise UserError(f"--audio-stream {stream}: the input has {have}")
+        if not streams:
             return None
-        s = container.streams.audio[0]
+        position = stream or 0
+        s = streams[position]
         ctx = s.codec_context
         if not ctx.sample_rate:
             return None
-        return AudioInfo(s.index, ctx.sample_rate, ctx.layout.name, ctx.layout.nb_channels, ctx.name)
+        return AudioInfo(s.index, ctx.sample_rate, ctx.layout.name, ctx.layout.nb_channels, ctx.name,
+                         position, len(streams) - 1, Fraction(s.time_base or Fraction(1, ctx.sample_rate)))
+
+    @property
+    def exact_timestamps(self) -> bool:
+        """True when a timestamp can name every sample (MP4, MOV, TS); MKV and WebM round to 1 ms."""
+        return self.time_base <= Fraction(1, self.sample_rate)
 
 
-def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int) -> np.ndarray:
+@dataclass
+class AudioGap:
+    """A stretch the stream's timestamps skip over (seconds on the container clock), filled with silence."""
+    at: float
+    seconds: float
+
+
+GAP_TOLERANCE = Fraction(4, 1000)   # seconds a timestamp may run ahead of the sample count before it is a gap
+AUDIO_PRE_ROLL = Fraction(1, 2)    # seconds decoded before a read's start (codecs prime over a frame or two)
+
+
+def _decode_audio(container, stream, path: str):
+    """Decoded frames of `stream` in order; damaged data becomes a UserError."""
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                yield frame
+    except av.error.FFmpegError as e:
+        raise UserError(f"The audio of {path} is damaged ({e.strerror or e}); repair the file, "
+                        "or leave the sound out with --no-audio")
+
+
+def _audio_origin(path: str, info: AudioInfo) -> tuple[int, int, int]:
+    """(first sample, samples in the first decoded frame, samples per frame after it; 0 if they vary)."""
+    if info._origin is None:
+        container = _open(path)
+        try:
+            stream = container.streams[info.stream_index]
+            sizes, first = [], None
+            for frame in _decode_audio(container, stream, path):
+                if first is None:
+                    if frame.pts is None:
+                        continue
+                    first = round(frame.pts * stream.time_base * info.sample_rate)
+                sizes.append(frame.samples)
+                if len(sizes) == 4:
+                    break
+        finally:
+            container.close()
+        if first is None:
+            first, sizes = 0, [0]
+        rest = sizes[1:-1] if len(sizes) == 4 else sizes[1:]
+        step = rest[0] if rest and len(set(rest)) == 1 else 0
+        info._origin = (first, sizes[0], step)
+    return info._origin
+
+
+def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
+               gaps: list[AudioGap] | None = None) -> np.ndarray:
     """`samples` samples of float32 audio (channels, samples) from `start` seconds on the container
-    clock. Where the file has no audio (before it starts, after it ends) the result is silence."""
+    clock. Where the file has no audio (before it starts, after it ends) the result is silence.
+
+    Samples are placed by counting them: the first decoded frame is placed by its timestamp and
+    each later one follows the one before, so timestamps rounded by the container (MKV and WebM
+    keep milliseconds) cannot shift frames against each other. A timestamp that runs ahead of the
+    count by more than GAP_TOLERANCE is a real gap in the recording: it is kept as silence, and
+    appended to `gaps` when a list is given.
+
+    Reads seek to AUDIO_PRE_ROLL before `start`. Where timestamps are exact the first frame's own
+    timestamp places it. Where they are rounded, the frame is put on the stream's grid instead
+    (the first decoded frame, then whole frames of the codec's fixed size: AAC, MP3, AC-3, Opus),
+    so that every read of one file agrees to the sample; a rounded stream without a fixed frame
+    size (rare: PCM or Vorbis in MKV with varying packets) is decoded from its start instead.
+    """
     out = np.zeros((info.channels, samples), np.float32)
-    first = round(start * info.sample_rate)      # absolute sample number of out[:, 0]
+    sr = info.sample_rate
+    first = round(start * sr)      # absolute sample number of out[:, 0]
+    wanted_end = first + samples
+    grid = None if info.exact_timestamps else _audio_origin(path, info)
+    tolerance = max(round(GAP_TOLERANCE * sr), 2 * math.ceil(info.time_base * sr))
     container = _open(path)
     try:
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", layout=info.layout, rate=info.sample_rate)
-        seek_to = max(Fraction(0), start - Fraction(1, 2))  # a little earlier: some codecs need priming
-        container.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
+        stream = container.streams[info.stream_index]
+        resampler = av.AudioResampler(format="fltp", layout=info.layout, rate=sr)
+        seek_to = start - AUDIO_PRE_ROLL
+        if seek_to > 0 and (grid is None or grid[2]):
+            container.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
+        tb = Fraction(stream.time_base)
         cursor = None
-        for frame in container.decode(stream):
+        for frame in _decode_audio(container, stream, path):
             if frame.pts is not None:
-                cursor = round(frame.pts * stream.time_base * info.sample_rate)
+                at = frame.pts * tb * sr
+                if cursor is None:
+                    if grid is None:
+                        cursor = round(at)
+                    else:
+                        origin, head, step = grid
+                        if at < origin + head / 2 or not step:
+                            cursor = origin if at < origin + head / 2 else round(at)
+                        else:
+                            cursor = origin + head + round((at - origin - head) / step) * step
+                elif at - cursor > tolerance:
+                    if gaps is not None and cursor < wanted_end and at > first:
+                        gaps.append(AudioGap(float(Fraction(cursor, sr)), float((at - cursor) / sr)))
+                    cursor = round(at)   # the gap stays silent
             if cursor is None:
                 continue
             for chunk in resampler.resample(frame):
                 data = chunk.to_ndarray()
-                lo, hi = max(cursor, first), min(cursor + data.shape[1], first + samples)
+                lo, hi = max(cursor, first), min(cursor + data.shape[1], wanted_end)
                 if hi > lo:
                     out[:, lo - first:hi - first] = data[:, lo - cursor:hi - cursor]
                 cursor += data.shape[1]
-            if cursor >= first + samples:
+            if cursor >= wanted_end:
                 break
     finally:
         container.close()
     return out
 
 
+PARTIAL = re.compile(r"^\.(?P<stem>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.partial\.[A-Za-z0-9]+$")
+STALE_AFTER_SECONDS = 60
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True          # someone else's process
+    return True
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Delete temporary outputs (`.NAME.PID.XXXX.partial.EXT`) left in `folder` by processes that
+    are gone (killed with SIGKILL, or by a power cut), untouched for STALE_AFTER_SECONDS (so that a
+    writer on another machine sharing the folder, whose pid means nothing here, is left alone
+    while it works). Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = PARTIAL.match(entry.name)
+        if not m or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat().st_mtime > STALE_AFTER_SECONDS:
+                os.remove(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _write_error(e: OSError, target: Path) -> UserError | None:
+    """A failure to write the output, in the user's words (None: not a writing problem)."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"No space left on the device holding {target}; free some space or choose another --output")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(f"Cannot write {target} ({e.strerror}); choose another --output")
+    if e.errno == errno.EIO:
+        return UserError(f"Writing {target} failed (input/output error on the device holding {folder}); "
+                         "check the disk or choose another --output")
+    if e.errno in (errno.EFBIG, errno.ENAMETOOLONG):
+        return UserError(f"Cannot write {target} ({e.strerror}); choose another --output")
+    return None
+
+
 @contextmanager
 def atomic_output(path: str):
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temporary path beside `path` (`.NAME.PID.XXXX.partial.EXT`); rename it over `path`
+    only if the block succeeds. Stale temporary files of processes that are gone are removed first.
+    Running out of space or permission while writing becomes a UserError; the temporary file
+    never outlives the block."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}",
-                               dir=target.parent)
+    remove_stale_partials(target.parent if str(target.parent) else ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".partial{target.suffix}",
+                                   dir=target.parent if str(target.parent) else ".")
+    except OSError as e:
+        raise _write_error(e, target) or UserError(f"Cannot create a file beside {target} ({e.strerror}); "
+                                                    "choose another --output") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; the clip is an ordinary file
-        os.replace(tmp, target)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; the clip is an ordinary file
+            os.replace(tmp, target)
+        except OSError as e:            # PyAV's errors for a failed write are OSErrors too
+            error = _write_error(e, target)
+            if error is None:
+                raise
+            raise error from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -263,10 +565,21 @@ def check_output_path(input_path: str, output_path: str) -> None:
         raise UserError(f"Cannot write to the output folder {folder} (permission denied); choose another --output")
 
 
-class ClipWriter:
-    """H.264 (libx264, yuv420p) at a constant rate with exact pts, plus optional AAC audio."""
+PIX_FMTS = ("yuv420p", "yuv420p10le")
 
-    def __init__(self, path: str, source: VideoSource, crf: int, audio: bool, preset: str = "medium"):
+
+class ClipWriter:
+    """H.264 (libx264) at a constant rate with exact pts, plus optional AAC audio.
+
+    pix_fmt "yuv420p" (default) is 8-bit 4:2:0, which everything plays; "yuv420p10le" keeps 10 bits
+    (H.264 High 10), which software decoders (FFmpeg, VLC, Chromium 156) play but many hardware
+    decoders, and the players that rely on them, do not."""
+
+    def __init__(self, path: str, source: VideoSource, crf: int, audio: bool, preset: str = "medium",
+                 pix_fmt: str = "yuv420p"):
+        if pix_fmt not in PIX_FMTS:
+            raise UserError(f"--pix-fmt {pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
+        self.pix_fmt = pix_fmt
         # The index goes first in MP4/MOV so that players and browsers can start before the end.
         quicktime = Path(path).suffix.lower() in (".mp4", ".mov", ".m4v")
         self.container = av.open(path, "w", options={"movflags": "+faststart"} if quicktime else {})
@@ -276,7 +589,7 @@ class ClipWriter:
         self.height = source.height + source.height % 2
         self.pad = (self.height - source.height, self.width - source.width)
         stream = self.container.add_stream("libx264", rate=source.rate)
-        stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, pix_fmt
         # Frames are counted on this clock; the muxer may change the stream's own time base later.
         self.time_base = 1 / Fraction(source.rate)
         stream.time_base = self.time_base
@@ -308,11 +621,17 @@ class ClipWriter:
         self._audio_waiting = None  # a packet taken from the queue but not yet due
 
     def _yuv(self, frame):
-        """A decoded source frame as yuv420p, keeping its pixels where the format already fits."""
+        """A decoded source frame in the clip's format, keeping its pixels where the format already fits."""
         if self.pad != (0, 0):
-            return self._from_rgb(to_rgb(frame))   # padding is simplest on RGB; odd sizes are rare
-        if frame.format.name != "yuv420p" or frame.color_range != self.color_range:
-            frame = frame.reformat(format="yuv420p", src_color_range=frame.color_range,
+            if self.pix_fmt == "yuv420p":
+                return self._from_rgb(to_rgb(frame))   # padding is simplest on RGB; odd sizes are rare
+            # 16 bits a channel on the way, so the padding costs none of the ten
+            rgb = frame.reformat(format="rgb48le", src_color_range=frame.color_range).to_ndarray()
+            padded = av.VideoFrame.from_ndarray(self._pad_rgb(rgb), format="rgb48le")
+            return padded.reformat(format=self.pix_fmt, dst_colorspace=self.colorspace,
+                                   dst_color_range=self.color_range)
+        if frame.format.name != self.pix_fmt or frame.color_range != self.color_range:
+            frame = frame.reformat(format=self.pix_fmt, src_color_range=frame.color_range,
                                    dst_color_range=self.color_range)
         return frame
 
@@ -326,7 +645,7 @@ class ClipWriter:
         # The same colour matrix and range the source frames were read with, so generated frames
         # sit on the same colours as their neighbours.
         frame = av.VideoFrame.from_ndarray(self._pad_rgb(rgb), format="rgb24")
-        return frame.reformat(format="yuv420p", dst_colorspace=self.colorspace,
+        return frame.reformat(format=self.pix_fmt, dst_colorspace=self.colorspace,
                               dst_color_range=self.color_range)
 
     def write_rgb(self, rgb: np.ndarray) -> None:

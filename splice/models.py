@@ -1,32 +1,42 @@
-"""The frame generators behind --model, and how `auto` picks one.
+"""The frame generators, a registry of them, and how `auto` picks one.
 
 Every model is an `Interpolator`: given two RGB uint8 frames (H, W, 3) and a list of timesteps in
-(0, 1), it returns one RGB uint8 frame per timestep. The pipeline knows nothing else about models.
+(0, 1), it returns one RGB uint8 frame per timestep. Nothing else in the application knows about
+models. The model packages (vfimamba/, rife/) stand alone, with their own exceptions and option
+names; `load_interpolator` is the one place that translates between them and the application.
+
+Adding a model is one module and one line in REGISTRY.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
 
+from . import cache
+from .errors import UserError
+
 
 class Interpolator(Protocol):
     name: str
+    description: str
 
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray,
                     timesteps: Sequence[float]) -> list[np.ndarray]: ...
 
 
-class ModelError(Exception):
-    """A model cannot be used as asked (missing weights, bad checkpoint, no CUDA); one line for the user."""
+class Unavailable(Exception):
+    """This model cannot be had here (no weights, weights not cached and offline): `auto` goes on to
+    the next candidate; asked for by name, it is the user's error."""
 
 
 @dataclass
 class BlendInterpolator:
     """A plain crossfade: the floor any real model must beat."""
     name: str = "blend"
+    description: str = "crossfade (no motion)"
 
     def interpolate(self, frame0, frame1, timesteps):
         a, b = frame0.astype(np.float32), frame1.astype(np.float32)
@@ -42,6 +52,7 @@ class FlowInterpolator:
     where things appear or disappear, which the learned models handle.
     """
     name = "flow"
+    description = "OpenCV DIS optical flow (no weights)"
 
     def __init__(self, max_side: int = 1024):
         self.max_side = max_side
@@ -74,64 +85,148 @@ class FlowInterpolator:
         return out
 
 
-MODEL_NAMES = ("auto", "vfimamba", "rife", "flow", "blend")
+@dataclass(frozen=True)
+class ModelOptions:
+    """One shape of loading options for every model; each loader takes what applies to it."""
+    device: str = "auto"             # auto | cuda | cpu
+    precision: str | None = None     # None: the model's default; fp32, fp16, ...
+    ckpt: str | None = None          # VFIMamba checkpoint
+    tta: bool | None = None          # VFIMamba test-time augmentation (None: the model's default)
+    offline: bool = False            # never download weights
+    compile: bool = False            # VFIMamba: torch.compile + CUDA graphs (worth it for long batches)
+    cache_dir: str | None = None     # downloaded weights; None: splice.cache.cache_dir()
 
 
 @dataclass
 class LoadedModel:
+    """An interpolator and how it came to be chosen."""
     interpolator: Interpolator
     name: str
     description: str
     why: str
+    candidates: list[dict] = field(default_factory=list)  # auto: [{"name", "taken", "reason"}] in order
+
+    def interpolate(self, frame0, frame1, timesteps):
+        return self.interpolator.interpolate(frame0, frame1, timesteps)
+
+    def info(self) -> dict:
+        return {"name": self.name, "description": self.description, "why": self.why,
+                "candidates": self.candidates}
 
 
-def resolve_device(device: str) -> str:
+def _torch_device(device: str) -> str:
     import torch
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--device cuda was asked for but PyTorch sees no CUDA GPU; use --device cpu")
     return device
 
 
-def load_model(name: str, device: str = "auto", ckpt: str | None = None, offline: bool = False,
-               tta: bool | None = None, log=print) -> LoadedModel:
-    """The interpolator for --model `name`; `auto` takes VFIMamba when a checkpoint is present,
-    else RIFE (fetching its weights once, unless offline), else the weights-free flow model."""
-    if name == "blend":
-        return LoadedModel(BlendInterpolator(), "blend", "crossfade (no motion)", "asked for with --model blend")
-    if name == "flow":
-        return LoadedModel(FlowInterpolator(), "flow", "OpenCV DIS optical flow (no weights)",
-                           "asked for with --model flow")
-    if name == "vfimamba" or (name == "auto" and (ckpt or _vfimamba_checkpoint())):
-        import vfimamba
-        dev = resolve_device(device)
-        model = vfimamba.load(ckpt, device=dev, tta=tta)
-        why = "asked for with --model vfimamba" if name == "vfimamba" else "a VFIMamba checkpoint is present"
-        if dev == "cpu":
-            log("note: VFIMamba on the CPU is slow: measured on 2 cores, about 9 s (VFIMamba_S) to 36 s "
-                "(VFIMamba) per 720p frame, twice that with TTA; a CUDA GPU takes tens of milliseconds")
-        return LoadedModel(model, model.name, model.description, why)
-    if name == "rife":
-        import rife
-        model = rife.load(device=resolve_device(device), offline=offline, log=log)
-        return LoadedModel(model, "rife", model.description, "asked for with --model rife")
-    assert name == "auto", name
-    try:
-        import rife  # noqa: F401  (an ImportError falls back to flow too)
-        if offline and not rife.weights_available():
-            raise ModelError("offline and the RIFE weights are not cached")
-        model = rife.load(device=resolve_device(device), offline=offline, log=log)
-        return LoadedModel(model, "rife", model.description,
-                           "no VFIMamba checkpoint in ckpt/; RIFE is the best model available")
-    except (ModelError, ImportError) as e:
-        return LoadedModel(FlowInterpolator(), "flow", "OpenCV DIS optical flow (no weights)",
-                           f"no VFIMamba checkpoint and RIFE is unavailable ({e}); falling back to flow")
+def _load_vfimamba(opts: ModelOptions, log) -> Interpolator:
+    import vfimamba
+    ckpt = opts.ckpt or vfimamba.find_checkpoint([str(p) for p in cache.checkpoint_folders()])
+    if ckpt is None:
+        folders = " or ".join(str(p) for p in cache.checkpoint_folders())
+        raise Unavailable(f"no VFIMamba checkpoint in {folders}; {vfimamba.DOWNLOAD_HINT}")
+    device = _torch_device(opts.device)
+    model = vfimamba.load(ckpt, device=device, precision=opts.precision, tta=opts.tta, compile=opts.compile)
+    if device == "cpu":
+        log("note: VFIMamba on the CPU is slow: measured on 2 cores, about 9 s (VFIMamba_S) to 36 s "
+            "(VFIMamba) per 720p frame, twice that with TTA; a CUDA GPU takes tens of milliseconds")
+    return model
 
 
-def _vfimamba_checkpoint() -> str | None:
-    try:
-        import vfimamba
-    except ImportError:
-        return None
-    return vfimamba.default_checkpoint()
+def _load_rife(opts: ModelOptions, log) -> Interpolator:
+    import rife
+    folder = opts.cache_dir or cache.cache_dir()
+    if opts.offline and not rife.weights_available(folder):
+        raise Unavailable(f"the RIFE weights are not cached in {folder} and downloads are off (--offline)")
+    return rife.load(device=_torch_device(opts.device), precision=opts.precision, cache_dir=folder,
+                     offline=opts.offline, log=log)
+
+
+def _load_flow(opts: ModelOptions, log) -> Interpolator:
+    return FlowInterpolator()
+
+
+def _load_blend(opts: ModelOptions, log) -> Interpolator:
+    return BlendInterpolator()
+
+
+# name -> loader(options, log): an Interpolator, or Unavailable with the reason
+REGISTRY: dict[str, Callable[[ModelOptions, Callable], Interpolator]] = {
+    "vfimamba": _load_vfimamba,
+    "rife": _load_rife,
+    "flow": _load_flow,
+    "blend": _load_blend,
+}
+# What `auto` tries, best first (bench/results/quality.md and models.md say why).
+AUTO = ("vfimamba", "rife", "flow")
+MODEL_NAMES = ("auto",) + tuple(REGISTRY)
+
+
+def _model_errors() -> tuple[type[BaseException], ...]:
+    """The model packages' own exceptions, translated into one-line user errors here."""
+    errors: list[type[BaseException]] = [ValueError]
+    for package, name in (("vfimamba", "VFIMambaError"), ("rife", "RifeError")):
+        try:
+            errors.append(getattr(__import__(package), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def check_device(device: str) -> None:
+    """--device cuda on a machine without CUDA fails for every model, before anything is loaded."""
+    if device not in ("auto", "cuda", "cpu"):
+        raise UserError(f"--device {device!r} is not one of auto, cuda, cpu")
+    if device == "cuda":
+        try:
+            import torch
+            ok = torch.cuda.is_available()
+        except ImportError:
+            ok = False
+        if not ok:
+            raise UserError("--device cuda was asked for but PyTorch sees no CUDA GPU here; "
+                            "use --device cpu (or auto)")
+
+
+def load_interpolator(name: str = "auto", device: str = "auto", log=print, **options) -> LoadedModel:
+    """The interpolator for `name` (see REGISTRY); `auto` tries AUTO in order and takes the first
+    that can be had, recording each candidate's reason. Options: see ModelOptions."""
+    if name not in MODEL_NAMES:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    check_device(device)
+    opts = ModelOptions(device=device, **options)
+    names = AUTO if name == "auto" else (name,)
+    candidates: list[dict] = []
+    for candidate in names:
+        try:
+            interp = REGISTRY[candidate](opts, log)
+        except Unavailable as e:
+            if name != "auto":
+                raise UserError(str(e)) from None
+            candidates.append({"name": candidate, "taken": False, "reason": str(e)})
+            continue
+        except ImportError as e:
+            if name != "auto":
+                raise UserError(f"{candidate} cannot be imported ({e}); install the requirements") from None
+            candidates.append({"name": candidate, "taken": False, "reason": f"cannot be imported ({e})"})
+            continue
+        except _model_errors() as e:
+            # a checkpoint that is there but broken fails loudly, auto or not; a download that
+            # failed lets auto fall back, saying why
+            if name == "auto" and candidate == "rife":
+                candidates.append({"name": candidate, "taken": False, "reason": str(e)})
+                continue
+            raise UserError(str(e)) from None
+        if name == "auto":
+            why = ("the best model available" if not candidates else
+                   "; ".join(f"{c['name']}: {c['reason']}" for c in candidates) + f"; {candidate} is next")
+        else:
+            why = f"asked for with --model {candidate}"
+        candidates.append({"name": candidate, "taken": True, "reason": why})
+        return LoadedModel(interp, getattr(interp, "name", candidate), getattr(interp, "description", candidate),
+                           why, candidates)
+    raise UserError("no model could be loaded: " + "; ".join(f"{c['name']}: {c['reason']}" for c in candidates))
+
+

@@ -1,11 +1,12 @@
-"""Check a finished clip against its source and its report: does it keep the contract?
+"""Check a finished output against its source and its report: does it keep the contract?
 
     python3 -m splice.verify OUT.mp4 --report REPORT.json      (exit 1 when a check fails)
 
-The contract: 3n frames at the source rate (15 s), Frame A at output frame n (5 s), Frame B at
-output frame 2n (10 s), every other output frame a faithful copy of the source frame the plan
-names (PSNR >= 35 dB after encoding), the generated frames in between, and the audio as long
-as the picture. demo.ipynb calls these functions; so can anyone from Python.
+The contract, for any output: exactly the frames of the report's "timeline", at the source rate
+with timestamps k / rate, every copied frame a faithful copy of the source frame the timeline
+names (PSNR >= 35 dB after encoding), the generated frames where it puts them, and the audio as
+long as the picture. For the 15-s splice also: 3n frames (15 s), Frame A at output frame n (5 s),
+Frame B at output frame 2n (10 s). demo.ipynb calls these functions; so can anyone from Python.
 
 Beside the checks sit helpers for looking at a clip: `frame_at_time` (the frame on screen at
 a time), `clip_frames`, `neighbour_psnr`, `frame_differences` and `jumps` (frame-to-frame change),
@@ -27,7 +28,7 @@ import numpy as np
 
 from .locate import psnr
 from .media import VideoSource, to_rgb
-from .plan import GeneratedFrame, SourceFrame, plan_splice
+from .plan import Bridge, SourceFrame, Span, plan_splice, timeline_frames
 
 MIN_COPY_PSNR = 35.0
 
@@ -91,81 +92,91 @@ def output_frames(path: str):
             yield frame
 
 
-def check_frames(output: str, source: VideoSource, plan) -> list[FrameCheck]:
-    """PSNR of every output frame against the source frame the plan says it shows."""
-    layout = plan.outputs()
+def check_frames(output: str, source: VideoSource, timeline) -> list[FrameCheck]:
+    """PSNR of every output frame against the source frame the timeline says it shows (generated
+    frames: against the nearer of their two endpoints)."""
+    entries = iter(timeline)
+    entry, source_frames, left, right, last = None, iter(()), None, None, None
     checks: list[FrameCheck] = []
-    windows = iter([plan.before, plan.after])
-    wanted = None
-    source_frames = iter(())
-    left = right = None
     for k, frame in enumerate(output_frames(output)):
-        if k >= len(layout):
-            break
+        while entry is None or k >= entry.out + entry.count:
+            entry = next(entries, None)
+            if entry is None:
+                return checks
+            if isinstance(entry, Span):
+                source_frames = source.frames(entry.src, entry.src + entry.count)
+            else:
+                left = last if last is not None and last[0] == entry.left else \
+                    (entry.left, to_rgb(next(source.frames(entry.left, entry.left + 1))[1]))
+                right = to_rgb(next(source.frames(entry.right, entry.right + 1))[1])
         out = to_rgb(frame)[: source.height, : source.width]
-        item = layout[k]
-        if isinstance(item, SourceFrame):
-            if wanted is None or item.index != wanted:
-                window = next(windows)
-                source_frames = source.frames(window.start, window.stop)
+        if isinstance(entry, Span):
             idx, src = next(source_frames)
-            assert idx == item.index
-            wanted = idx + 1
+            assert idx == entry.src + k - entry.out
             rgb = to_rgb(src)
-            if idx == plan.left:
-                left = rgb
+            last = (idx, rgb)
             checks.append(FrameCheck(k, "source", idx, psnr(out, rgb)))
         else:
-            if right is None:
-                _, r = next(source.frames(plan.right, plan.right + 1))
-                right = to_rgb(r)
-            pl, pr = psnr(out, left), psnr(out, right)
+            pl, pr = psnr(out, left[1]), psnr(out, right)
             checks.append(FrameCheck(k, "generated", None, max(pl, pr), pl, pr))
     return checks
 
 
-def _source_and_plan(report: dict | str):
-    """The report (read if given as a path), its source video and the plan it describes."""
+def timeline_of(report: dict, source: VideoSource | None = None):
+    """The report's timeline as plan.Span / plan.Bridge entries (older splice reports: from the plan)."""
+    if "timeline" in report:
+        return [Span(e["out"], e["src"], e["count"]) if "src" in e else
+                Bridge(e["out"], e["generated"], e["left"], e["right"]) for e in report["timeline"]]
+    source = source or VideoSource(report["input"])
+    return plan_splice(source.rate, source.frame_count, report["a"]["index"], report["b"]["index"],
+                       report["indent"]["i"], report["m"]).timeline()
+
+
+def _source_and_timeline(report: dict | str):
+    """The report (read if given as a path), its source video and the timeline it describes."""
     if isinstance(report, str):
         with open(report) as f:
             report = json.load(f)
     source = VideoSource(report["input"])
-    plan = plan_splice(source.rate, source.frame_count, report["a"]["index"], report["b"]["index"],
-                       report["indent"]["i"], report["m"])
-    return report, source, plan
+    return report, source, timeline_of(report, source)
 
 
 def verify(output: str, report: dict | str, min_psnr: float = MIN_COPY_PSNR) -> Verification:
     """Every check of the contract; `problems` lists each broken one in a sentence."""
-    report, source, plan = _source_and_plan(report)
+    report, source, timeline = _source_and_timeline(report)
+    rate = source.rate
+    total = timeline[-1].out + timeline[-1].count
+    splice = report.get("kind", "splice") == "splice"
+    n = report.get("n", 0) if splice else 0
     facts = probe_clip(output)
-    result = Verification(facts, [], n=plan.n)
+    result = Verification(facts, [], n=n)
     problems = result.problems
-    if facts.frame_count != plan.total:
-        problems.append(f"{facts.frame_count} frames, expected {plan.total}")
-    if facts.rate != plan.rate:
-        problems.append(f"frame rate {facts.rate}, expected {plan.rate}")
-    expected_times = [float(Fraction(k) / plan.rate) for k in range(plan.total)]
-    if facts.frame_count == plan.total and max(abs(a - b) for a, b in zip(facts.frame_times, expected_times)) > 1e-3:
+    if facts.frame_count != total:
+        problems.append(f"{facts.frame_count} frames, expected {total}")
+    if facts.rate != rate:
+        problems.append(f"frame rate {facts.rate}, expected {rate}")
+    expected_times = [float(Fraction(k) / rate) for k in range(total)]
+    if facts.frame_count == total and max(abs(a - b) for a, b in zip(facts.frame_times, expected_times)) > 1e-3:
         problems.append("frame timestamps are not k / rate")
-    if abs(facts.duration - 15) > float(1 / plan.rate) + 1e-9:
+    if splice and abs(facts.duration - 15) > float(1 / rate) + 1e-9:
         problems.append(f"duration {facts.duration:.3f} s, expected 15 s within one frame")
     if report.get("audio"):
         if facts.audio_duration is None:
             problems.append("the report says audio but the clip has none")
-        elif abs(facts.audio_duration - facts.duration) > float(1 / plan.rate):
+        elif abs(facts.audio_duration - facts.duration) > float(1 / rate):
             problems.append(f"audio lasts {facts.audio_duration:.3f} s, video {facts.duration:.3f} s")
-    result.frames = check_frames(output, source, plan)
+    result.frames = check_frames(output, source, timeline)
     for check in result.frames:
         if check.kind == "source" and check.psnr < min_psnr:
             problems.append(f"output frame {check.output_index} is not source frame {check.source_index} "
                             f"({check.psnr:.1f} dB < {min_psnr} dB)")
-    for name, k, want in (("A", plan.n, plan.a), ("B", 2 * plan.n, plan.b)):
-        if k < len(result.frames) and result.frames[k].source_index != want:
-            problems.append(f"Frame {name} is not at output frame {k}")
-        # The frame shown at exactly 5 s / 10 s must be A / B: check the decoded timestamps too.
-        if facts.frame_count > k and abs(facts.frame_times[k] - float(Fraction(k) / plan.rate)) > 1e-3:
-            problems.append(f"Frame {name} is shown at {facts.frame_times[k]:.4f} s")
+    if splice:
+        for name, k, frame in (("A", n, report["a"]["index"]), ("B", 2 * n, report["b"]["index"])):
+            if k < len(result.frames) and result.frames[k].source_index != frame:
+                problems.append(f"Frame {name} is not at output frame {k}")
+            # The frame shown at exactly 5 s / 10 s must be A / B: check the decoded timestamps too.
+            if facts.frame_count > k and abs(facts.frame_times[k] - float(Fraction(k) / rate)) > 1e-3:
+                problems.append(f"Frame {name} is shown at {facts.frame_times[k]:.4f} s")
     return result
 
 
@@ -285,14 +296,14 @@ def frame_offsets(output: str, report: dict | str, radius: int = 1, width: int =
     luma frames, the mean difference to the named frame against that to each neighbour, and
     reports a frame only where a neighbour is clearly closer (by `margin` grey levels and by a
     third). Repeated source frames (pulldown) tie and are not reported."""
-    report, source, plan = _source_and_plan(report)
+    report, source, timeline = _source_and_timeline(report)
     small: dict[int, np.ndarray] = {}
-    for window in (plan.before, plan.after):
-        lo, hi = max(0, window.start - radius), min(source.frame_count, window.stop + radius)
+    for span in (e for e in timeline if isinstance(e, Span)):
+        lo, hi = max(0, span.src - radius), min(source.frame_count, span.src + span.count + radius)
         for k, frame in source.frames(lo, hi):
-            small[k] = _luma(frame, width)
+            small.setdefault(k, _luma(frame, width))
     found: dict[int, int] = {}
-    layout = plan.outputs()
+    layout = timeline_frames(timeline)
     with av.open(output) as c:
         for k, frame in enumerate(c.decode(c.streams.video[0])):
             if k >= len(layout) or not isinstance(layout[k], SourceFrame):
@@ -326,7 +337,7 @@ def summary(result: Verification, min_psnr: float = MIN_COPY_PSNR) -> dict:
     generated = [c for c in result.frames if c.kind == "generated"]
 
     def at(k):
-        return float(result.frames[k].psnr) if k < len(result.frames) else None
+        return float(result.frames[k].psnr) if n and k < len(result.frames) else None
     bad = [c.output_index for c in result.frames if c.kind == "source" and c.psnr < min_psnr]
     return {
         "ok": result.ok,
@@ -338,9 +349,9 @@ def summary(result: Verification, min_psnr: float = MIN_COPY_PSNR) -> dict:
         "pix_fmt": f.pix_fmt,
         "duration_s": round(f.duration, 6),
         "audio_duration_s": None if f.audio_duration is None else round(f.audio_duration, 6),
-        "a_output_index": n, "a_time_s": f.frame_times[n] if f.frame_count > n else None,
+        "a_output_index": n or None, "a_time_s": f.frame_times[n] if n and f.frame_count > n else None,
         "a_psnr_db": at(n),
-        "b_output_index": 2 * n, "b_time_s": f.frame_times[2 * n] if f.frame_count > 2 * n else None,
+        "b_output_index": 2 * n or None, "b_time_s": f.frame_times[2 * n] if n and f.frame_count > 2 * n else None,
         "b_psnr_db": at(2 * n),
         "copies": len(copies),
         "copy_psnr_min_db": float(min(copies)) if copies else None,
@@ -362,8 +373,10 @@ def main(argv=None) -> int:
     n = result.n
     print(f"{result.facts.frame_count} frames at {result.facts.rate} fps, {result.facts.duration:.3f} s; "
           f"audio {result.facts.audio_duration}")
-    print(f"A at output {n}: {result.frames[n].psnr:.1f} dB; B at output {2 * n}: {result.frames[2 * n].psnr:.1f} dB; "
-          f"copied frames: min {min(copies):.1f} dB, mean {np.mean(copies):.1f} dB")
+    if n and len(result.frames) > 2 * n:
+        print(f"A at output {n}: {result.frames[n].psnr:.1f} dB; B at output {2 * n}: {result.frames[2 * n].psnr:.1f} dB")
+    if copies:
+        print(f"copied frames: min {min(copies):.1f} dB, mean {np.mean(copies):.1f} dB")
     for problem in result.problems:
         print(f"FAIL: {problem}")
     print("OK" if result.ok else "FAILED")

@@ -64,7 +64,7 @@ def test_too_short_synthetic(run_cli, tmp_path):
 
 
 @pytest.mark.parametrize("a,b,phrase", [
-    ("100", "300", "Frame A is at 4.00 s; it needs 5 s of footage before it"),
+    ("100", "300", "Frame A is at 4.00 s (frame 100); it needs 5 s of footage before it"),
     ("130", "301", "Frame B is at 12.04 s; it needs 5 s of footage after it"),
     ("130", "9999", "--frame-b 9999 is past the end of the video"),
     ("20s", "300", "--frame-a 20s is past the end of the video"),

@@ -2,7 +2,6 @@
 the repository root, on a synthetic clip the tests make and on clips in ../shared/media. A cell that
 raises fails the test, with the cell named in nbclient's CellExecutionError."""
 import json
-import sys
 from fractions import Fraction
 
 import nbformat
@@ -11,9 +10,8 @@ from nbclient.exceptions import CellExecutionError
 
 from conftest import ROOT, needs_media
 
-sys.path.insert(0, str(ROOT / "tools"))
-from render_notebooks import execute  # noqa: E402
-from test_verify import shifted_copy  # noqa: E402
+from test_verify import shifted_copy
+from tools.render_notebooks import execute
 
 FAST = dict(model="flow", preset="veryfast")
 NOTEBOOKS = ("demo.ipynb", "find_indent.ipynb")
@@ -96,10 +94,11 @@ def test_find_indent_defaults_on_d6():
 
 
 def test_demo_fails_loudly_on_a_shifted_clip(synthetic_clip, tmp_path):
-    from splice.pipeline import Options, run
+    import splice
     good, rep = tmp_path / "good.mp4", tmp_path / "good.json"
-    run(Options(input=str(synthetic_clip), output=str(good), frame_a="131", frame_b="290", time_indent="0",
-                report=str(rep), quiet=True, **FAST))
+    splice.splice_video(splice.load_interpolator(FAST["model"]), str(synthetic_clip), str(good), frame_a="131",
+                        frame_b="290", time_indent="0", encode=splice.EncodeOptions(preset=FAST["preset"]),
+                        report=str(rep))
     bad = shifted_copy(good, tmp_path / "shifted.mp4")
     with pytest.raises(CellExecutionError) as caught:
         execute(ROOT / "demo.ipynb", dict(input_path=str(synthetic_clip), output_path=str(bad), report_path=str(rep),
@@ -109,7 +108,7 @@ def test_demo_fails_loudly_on_a_shifted_clip(synthetic_clip, tmp_path):
 
 
 def test_parameters_are_injected_after_the_parameters_cell():
-    from render_notebooks import inject_parameters
+    from tools.render_notebooks import inject_parameters
     nb = nbformat.read(str(ROOT / "demo.ipynb"), as_version=4)
     where = next(k for k, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     inject_parameters(nb, {"frame_a": 180, "input_path": "x.mp4", "frame_b": None})

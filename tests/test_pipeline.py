@@ -149,7 +149,7 @@ def test_defaults_are_five_seconds_in_and_five_before_the_end(video_factory, run
 
 
 def test_a_failure_leaves_no_output(video_factory, tmp_path, monkeypatch):
-    from splice import pipeline
+    import splice
     from splice.models import FlowInterpolator
 
     def broken(self, *a, **k):
@@ -157,8 +157,8 @@ def test_a_failure_leaves_no_output(video_factory, tmp_path, monkeypatch):
     monkeypatch.setattr(FlowInterpolator, "interpolate", broken)
     out = tmp_path / "o.mp4"
     with pytest.raises(RuntimeError):
-        pipeline.run(pipeline.Options(str(video_factory()), str(out), model="flow", quiet=True,
-                                      time_indent="0", preset="ultrafast"))
+        splice.splice_video(splice.load_interpolator("flow"), str(video_factory()), str(out), time_indent="0",
+                            encode=splice.EncodeOptions(preset="ultrafast"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -229,14 +229,14 @@ def test_audio_is_interleaved_with_the_video(video_factory, run_cli, tmp_path):
 
 def test_audio_encoder_stops_when_the_clip_is_abandoned(video_factory, tmp_path, monkeypatch):
     import threading
-    from splice import pipeline
+    import splice
     from splice.models import FlowInterpolator
 
     def broken(self, *a, **k):
         raise RuntimeError("model crashed")
     monkeypatch.setattr(FlowInterpolator, "interpolate", broken)
     with pytest.raises(RuntimeError):
-        pipeline.run(pipeline.Options(str(video_factory()), str(tmp_path / "o.mp4"), model="flow", quiet=True,
-                                      time_indent="0", preset="ultrafast"))
+        splice.splice_video(splice.load_interpolator("flow"), str(video_factory()), str(tmp_path / "o.mp4"),
+                            time_indent="0", encode=splice.EncodeOptions(preset="ultrafast"))
     assert not [t for t in threading.enumerate() if t.name == "aac encoder"]
     assert list(tmp_path.iterdir()) == []

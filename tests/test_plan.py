@@ -64,7 +64,7 @@ def test_edges_of_validity(rate, n):
 def test_error_names_the_numbers():
     with pytest.raises(PlanError) as e:
         plan_splice(Fraction(25), 1000, 80, 500, 0, 3)
-    assert str(e.value).startswith("Frame A is at 3.20 s; it needs 5 s of footage before it")
+    assert str(e.value).startswith("Frame A is at 3.20 s (frame 80); it needs 5 s of footage before it")
 
 
 def test_valid_indents():
@@ -72,3 +72,13 @@ def test_valid_indents():
     assert valid_indents(Fraction(25), 1000, 100, 500, 3) == range(0)
     assert list(valid_indents(Fraction(25), 1000, 200, 500, 123)) == [0]
     assert valid_indents(Fraction(25), 1000, 200, 500, 124) == range(0)
+
+
+def test_messages_at_29_97_fps_name_the_frame_and_its_exact_start():
+    """At 29.97 fps frame 150 starts at 5.005 s: '5.00 s' would contradict the frame on screen at 5 s."""
+    with pytest.raises(PlanError) as e:
+        plan_splice(Fraction(30000, 1001), 1000, 149, 500, 0, 3)
+    assert str(e.value) == ("Frame A is at 4.972 s (frame 149); it needs 5 s of footage before it (150 frames): "
+                            "the earliest Frame A is frame 150, which starts at 5.005 s")
+    with pytest.raises(PlanError, match=r"at most 120 frames \(--time-indent 4.80 or less\)"):
+        plan_splice(Fraction(25), 1000, 200, 700, 130, 3)

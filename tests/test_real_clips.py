@@ -50,3 +50,23 @@ def test_default_model_is_rife_and_reported(run_cli, tmp_path):
     assert "no VFIMamba checkpoint" in r.report["model"]["why"]
     assert "model: rife" in r.stdout
     assert verify(str(out), r.report).ok
+
+
+def test_real_clip_edit_keeps_every_copied_frame(run_cli, tmp_path):
+    """d6.mp4 (30 fps), three kept ranges, one of them a jump back: every copied output frame is its
+    source frame (PSNR >= 35 dB) and no nearer a neighbour of it."""
+    from splice.verify import frame_offsets
+    src = needs_media("d6.mp4")
+    out = tmp_path / "edit.mp4"
+    r = run_cli("--input", src, "--output", out, "--keep", "2s-9s", "--keep", "20s-26.5s", "--keep", "12s-16s",
+                "--model", "flow", "--preset", "veryfast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    assert rep["ranges"] == [[60, 270], [600, 795], [360, 480]]
+    assert rep["output_frames"] == 210 + 195 + 120
+    result = verify(str(out), rep)
+    assert result.ok, result.problems
+    copies = [c for c in result.frames if c.kind == "source"]
+    assert len(copies) == rep["output_frames"] - 6 and min(c.psnr for c in copies) >= 35
+    assert frame_offsets(str(out), rep) == {}
+    assert abs(result.facts.audio_duration - rep["output_frames"] / 30) <= 1 / 30

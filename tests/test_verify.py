@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from splice import verify as V
-from splice.pipeline import Options, run
+import splice as lib
 from synthetic import read_code
 
 RATE = Fraction(25)
@@ -48,8 +48,8 @@ def splice(video_factory, tmp_path_factory):
     src = video_factory(rate=RATE, frames=425, size=(320, 240))
     folder = tmp_path_factory.mktemp("verify")
     out, rep = folder / "good.mp4", folder / "good.json"
-    report = run(Options(input=str(src), output=str(out), frame_a="131", frame_b="290", time_indent="0.4",
-                         model="flow", preset="veryfast", report=str(rep), quiet=True))
+    report = lib.splice_video(lib.load_interpolator("flow"), str(src), str(out), frame_a="131", frame_b="290",
+                              time_indent="0.4", encode=lib.EncodeOptions(preset="veryfast"), report=str(rep))
     return out, report, rep
 
 

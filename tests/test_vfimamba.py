@@ -16,7 +16,6 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from splice.models import ModelError  # noqa: E402
 import vfimamba  # noqa: E402
 from vfimamba.checkpoint import load_net, read_state_dict  # noqa: E402
 from vfimamba.inference import Padder, VFIMambaInterpolator, auto_scale, normalise_scale  # noqa: E402
@@ -300,14 +299,50 @@ class _Evil:
         return (open, (str(self.marker), "w"))
 
 
-def test_malicious_pickle_refused(tmp_path):
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_malicious_pickle_refused(tmp_path, protocol, recwarn):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
-    torch.save({"module.x": torch.zeros(1), "payload": _Evil(marker)}, path)
+    torch.save({"module.x": torch.zeros(1), "payload": _Evil(marker)}, path, pickle_protocol=protocol)
     assert not marker.exists()
-    with pytest.raises(ModelError, match="refusing to load"):
+    with pytest.raises(vfimamba.VFIMambaError, match="refusing to load") as e:
         load_net(str(path))
     assert not marker.exists(), "unpickling ran code"
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and "not a plain tensor checkpoint" in msg
+    for unsafe in ("weights_only=False", "weights_only` set to `False", "will likely succeed", "add_safe_globals",
+                   "file an issue"):
+        assert unsafe not in msg
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]  # torch's warning is not shown
+
+
+def test_find_checkpoint_order(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert vfimamba.find_checkpoint([a, b]) is None
+    (b / "VFIMamba.pkl").write_bytes(b"")
+    (a / "VFIMamba_S.pkl").write_bytes(b"")
+    assert vfimamba.find_checkpoint([a, b]) == str(a / "VFIMamba_S.pkl")  # folders first, then names
+    (a / "VFIMamba.pkl").write_bytes(b"")
+    assert vfimamba.find_checkpoint([a, b]) == str(a / "VFIMamba.pkl")
+    assert vfimamba.find_checkpoint([tmp_path / "missing", b]) == str(b / "VFIMamba.pkl")
+
+
+@needs_fixtures
+def test_load_options_in_own_words():
+    ckpt = str(FIX / "weights_VFIMamba_S.pkl")
+    with pytest.raises(vfimamba.VFIMambaError, match=r"unknown precision='int8'") as e:
+        vfimamba.load(ckpt, precision="int8")
+    assert "--" not in str(e.value)
+    with pytest.raises(vfimamba.VFIMambaError, match=r"unknown scan_backend='nope'"):
+        vfimamba.load(ckpt, scan_backend="nope")
+    if not torch.cuda.is_available():
+        with pytest.raises(vfimamba.VFIMambaError, match=r"device='cuda' was asked for but CUDA is not available"):
+            vfimamba.load(ckpt, device="cuda")
+        with pytest.warns(RuntimeWarning, match=r"precision='fp16' needs device='cuda'"):
+            assert vfimamba.load(ckpt, precision="fp16").precision == "fp32"
+    assert vfimamba.load(ckpt).precision == "fp32"
 
 
 @needs_fixtures
@@ -316,14 +351,14 @@ def test_missing_and_extra_keys_named(tmp_path):
     missing = dict(sd)
     del missing["module.unet.conv.bias"]
     torch.save(missing, tmp_path / "missing.pkl")
-    with pytest.raises(ModelError, match=r"missing keys: unet\.conv\.bias") as e:
+    with pytest.raises(vfimamba.VFIMambaError, match=r"missing keys: unet\.conv\.bias") as e:
         load_net(str(tmp_path / "missing.pkl"))
     assert "\n" not in str(e.value)
 
     extra = dict(sd)
     extra["module.block.9.conv.weight"] = torch.zeros(3)
     torch.save(extra, tmp_path / "extra.pkl")
-    with pytest.raises(ModelError, match=r"unexpected keys: block\.9\.conv\.weight"):
+    with pytest.raises(vfimamba.VFIMambaError, match=r"unexpected keys: block\.9\.conv\.weight"):
         load_net(str(tmp_path / "extra.pkl"))
 
 
@@ -344,15 +379,15 @@ def test_loader_prefix_filter_and_dtype(tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pkl")
-    with pytest.raises(ModelError, match="not a VFIMamba checkpoint"):
+    with pytest.raises(vfimamba.VFIMambaError, match="not a VFIMamba checkpoint"):
         load_net(str(tmp_path / "other.pkl"))
     (tmp_path / "junk.pkl").write_bytes(b"not a torch file")
-    with pytest.raises(ModelError):
+    with pytest.raises(vfimamba.VFIMambaError):
         load_net(str(tmp_path / "junk.pkl"))
 
 
 def test_missing_checkpoint_prints_download_command(tmp_path):
-    with pytest.raises(ModelError, match=r"wget -P ckpt https://huggingface.co/MCG-NJU/VFIMamba_ckpts/resolve/main/VFIMamba.pkl") as e:
+    with pytest.raises(vfimamba.VFIMambaError, match=r"wget -P ckpt https://huggingface.co/MCG-NJU/VFIMamba_ckpts/resolve/main/VFIMamba.pkl") as e:
         vfimamba.load(str(tmp_path / "nope.pkl"))
     assert "VFIMamba_S.pkl" in str(e.value) and "\n" not in str(e.value)
 
@@ -460,3 +495,28 @@ def test_cpu_scan_builds_without_a_writable_cache(monkeypatch, tmp_path):
     args = _random_scan_inputs(1, 8, 16, 1, 40, seed=4)
     ref = selective_scan_reference(*args)
     assert torch.allclose(scan_cpu.selective_scan_cpu(*args), ref, atol=1e-4, rtol=1e-4)
+
+
+@needs_fixtures
+def test_warmup_runs_at_the_given_size():
+    interp = vfimamba.load(str(FIX / "weights_VFIMamba_S.pkl"))
+    calls = []
+    real = interp.interpolate
+    interp.interpolate = lambda a, b, ts: calls.append((a.shape, b.shape, list(ts))) or real(a, b, ts)
+    interp.warmup((40, 72))
+    assert calls == [((40, 72, 3), (40, 72, 3), [0.5])]
+
+
+def test_compile_cache_is_scoped(tmp_path, monkeypatch):
+    """compile=True points Inductor's caches at the user cache folder only while it compiles."""
+    import os
+    from vfimamba.inference import _compile_cache
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with _compile_cache():
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "interpolate_video" / "inductor")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice wins
+    with _compile_cache():
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

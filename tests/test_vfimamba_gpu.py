@@ -101,7 +101,7 @@ def test_fast_path_cuda(fx, backend, precision):
     net.set_scan_backend(backend)
     img0 = torch.from_numpy(inp["img0_192x256"]).cuda()
     img1 = torch.from_numpy(inp["img1_192x256"]).cuda()
-    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, fast=precision)
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, precision=precision)
     assert interp.precision == precision
     with torch.no_grad(), interp._precision():
         got = interp.predict(img0, img1, [0.5]).float()
@@ -121,7 +121,7 @@ def test_fast_compiled_cuda(fx, backend):
     net.set_scan_backend(backend)
     img0 = torch.from_numpy(inp["img0_192x256"]).cuda()
     img1 = torch.from_numpy(inp["img1_192x256"]).cuda()
-    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, fast="fp16", compile=True)
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, precision="fp16", compile=True)
     with torch.no_grad(), interp._precision():
         got = interp.predict(img0, img1, [0.5]).float()
         swapped = interp.predict(img1, img0, [0.5]).float()  # a replay of the same CUDA graph on new inputs
@@ -135,3 +135,78 @@ def test_fast_compiled_cuda(fx, backend):
         print(f"MAXERR fast fp16 compiled{name} [{backend}]: mean {d.mean().item():.4f}/255 max {d.max().item():.3f}/255")
         assert d.mean().item() <= 0.5 and d.max().item() <= 4.0
     assert not torch.equal(got, swapped)  # the replay did not hand back the first output
+
+
+@pytest.mark.parametrize("model", ["vfimamba", "rife"])
+def test_eager_cuda_imports_no_compiler(model, tmp_path):
+    """Loading each model on CUDA and interpolating imports none of torch's compiler stack (the Triton
+    scan is launched directly; only compile=True registers anything with torch's compiler)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from import_probe import heavy_imports
+    if model == "vfimamba":
+        load = f"""
+            import vfimamba
+            model = vfimamba.load({str(FIX / 'weights_VFIMamba_S.pkl')!r}, device="cuda")
+            assert model.scan_backend in ("triton", "mamba_ssm") and model.precision == "fp16", model.description
+            """
+    else:
+        weights = tmp_path / "flownet.pkl"
+        load = f"""
+            import rife
+            from rife.ifnet import IFNet
+            torch.save(IFNet().state_dict(), {str(weights)!r})
+            model = rife.load(device="cuda", weights_path={str(weights)!r})
+            """
+    r = heavy_imports(load, h=256, w=448)
+    assert not r["base_heavy"], r["base_heavy"][:5]
+    assert r["new_heavy"] == [], f"{len(r['new_heavy'])} heavy modules, e.g. {r['new_heavy'][:8]}"
+
+
+def test_device_conversions_match_host_ones(fx):
+    """The uint8 upload with the channel swap and float conversion on the GPU, and the quantisation,
+    swap back and (H, W, 3) layout on the GPU before one copy back, give exactly what the host-side
+    conversions gave; interpolate() returns C-contiguous RGB uint8 frames of the input's size."""
+    from vfimamba.inference import VFIMambaInterpolator
+    net, _, _ = fx
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=_backends()[0])
+    rng = np.random.default_rng(3)
+    f0 = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    f1 = np.roll(f0, 2, axis=1)
+    up = interp._upload([f0, f1])
+    for i, f in enumerate((f0, f1)):
+        want = torch.from_numpy(np.ascontiguousarray(f[:, :, ::-1].transpose(2, 0, 1))).cuda() / 255.0
+        assert up.shape == (2, 3, 90, 130) and up.is_contiguous() and torch.equal(up[i], want)
+    x = torch.rand(3, 3, 90, 130, device="cuda") * 1.2 - 0.1  # values outside [0, 1] too
+    got = interp._download(x)
+    for g, p in zip(got, x):
+        want = (p.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy().transpose(1, 2, 0)[:, :, ::-1]
+        assert g.shape == (90, 130, 3) and g.dtype == np.uint8 and g.flags.c_contiguous and np.array_equal(g, want)
+    out = interp.interpolate(f0, f1, [0.25, 0.5])
+    assert [o.shape for o in out] == [(90, 130, 3)] * 2 and all(o.flags.c_contiguous for o in out)
+
+
+def test_triton_kernels_cached_in_user_folder(tmp_path):
+    """A fresh process compiles the scan into $XDG_CACHE_HOME/interpolate_video/triton, and Triton's
+    cache setting is back as it was once the launch returns."""
+    import subprocess
+    code = f"""
+import os, sys, torch
+sys.path.insert(0, {str(REPO)!r})
+from vfimamba.scan_triton import selective_scan_triton
+g = torch.Generator(device="cuda").manual_seed(0)
+b, d, n, L = 1, 64, 16, 333
+u = torch.randn(b, d, L, device="cuda", generator=g)
+dt = torch.randn(b, d, L, device="cuda", generator=g)
+A = -torch.rand(d, n, device="cuda", generator=g)
+B = torch.randn(b, 1, n, L, device="cuda", generator=g)
+selective_scan_triton(u, dt, A, B, B.clone(), torch.ones(d, device="cuda"), torch.zeros(d, device="cuda"))
+torch.cuda.synchronize()
+print("ENV", os.environ.get("TRITON_CACHE_DIR"))
+"""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env.pop("TRITON_CACHE_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ENV None" in proc.stdout
+    cached = list((tmp_path / "interpolate_video" / "triton").rglob("*.cubin"))
+    assert cached, f"no compiled kernel under {tmp_path / 'interpolate_video' / 'triton'}"

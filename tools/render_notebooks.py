@@ -18,18 +18,32 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+try:   # the dev requirements; main() says what to install when they are missing
+    import nbformat
+    from nbclient import NotebookClient
+except ImportError as e:
+    nbformat = NotebookClient = None
+    MISSING = e.name or "nbformat"
 
 ROOT = Path(__file__).resolve().parents[1]
 D6 = ROOT.parent / "shared" / "media" / "d6.mp4"
 SAMPLE = ROOT / "outputs" / "sample.mp4"
 
 
+def _require() -> None:
+    if nbformat is None:
+        raise ImportError(NEEDS.format(f"{MISSING} is not installed"))
+
+
+NEEDS = ("rendering the notebooks needs the dev requirements ({}); "
+         "install them with: python3 -m pip install -r requirements-dev.txt")
+
+
 def inject_parameters(nb, params: dict) -> None:
     """Papermill-style: a cell tagged `injected-parameters` right after the one tagged `parameters`."""
     if not params:
         return
+    _require()
     where = next((k for k, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
     if where is None:
         raise ValueError("the notebook has no cell tagged 'parameters'")
@@ -44,6 +58,7 @@ def execute(notebook: str | Path, params: dict | None = None, output: str | Path
     """Run a notebook top to bottom in a fresh `python3` kernel (this Python's ipykernel), working in
     `cwd`; raises nbclient's CellExecutionError naming the cell when one raises. Returns the executed
     notebook, also written to `output` when given (even when a cell failed, to show where)."""
+    _require()
     nb = nbformat.read(str(notebook), as_version=4)
     inject_parameters(nb, params or {})
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
@@ -78,6 +93,9 @@ def main(argv=None) -> int:
     p.add_argument("--interp-frames", type=int, default=3)
     p.add_argument("--out", default=str(ROOT / "outputs"), help="where to write the executed copies (default outputs/)")
     args = p.parse_args(argv)
+    if nbformat is None:
+        print("error: " + NEEDS.format(f"{MISSING} is not installed"), file=sys.stderr)
+        return 2
 
     source = args.input
     a, b = args.frame_a, args.frame_b

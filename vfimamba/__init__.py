@@ -2,17 +2,19 @@
 that loads the official checkpoints and needs no CUDA extension.
 
     import vfimamba
-    interp = vfimamba.load()                  # ckpt/VFIMamba.pkl, else ckpt/VFIMamba_S.pkl
+    interp = vfimamba.load("VFIMamba.pkl", device="cuda")     # precision: fp16 there by default
     mids = interp.interpolate(rgb0, rgb1, [0.25, 0.5, 0.75])
+
+Everything this package cannot do as asked raises VFIMambaError with a one-line message.
 """
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
 
-from splice.models import ModelError
+from .errors import VFIMambaError
 
-__all__ = ["load", "default_checkpoint", "VFIMambaInterpolator", "VFIMambaNet", "Config",
+__all__ = ["load", "find_checkpoint", "default_checkpoint", "VFIMambaError", "VFIMambaInterpolator", "VFIMambaNet", "Config",
            "selective_scan", "available_backends"]
 
 # The model's names are imported on first use: `import vfimamba` (which the CLI does to look for a
@@ -30,29 +32,36 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _URL = "https://huggingface.co/MCG-NJU/VFIMamba_ckpts/resolve/main"
 DOWNLOAD_HINT = (f"download it with: wget -P ckpt {_URL}/VFIMamba.pkl "
                  f"(or the smaller VFIMamba_S: wget -P ckpt {_URL}/VFIMamba_S.pkl)")
+CHECKPOINT_NAMES = ("VFIMamba.pkl", "VFIMamba_S.pkl")
 
 
-def default_checkpoint() -> str | None:
-    """ckpt/VFIMamba.pkl if present, else ckpt/VFIMamba_S.pkl, else None (relative to the repo root)."""
-    for name in ("VFIMamba.pkl", "VFIMamba_S.pkl"):
-        p = REPO_ROOT / "ckpt" / name
-        if p.is_file():
-            return str(p)
+def find_checkpoint(folders) -> str | None:
+    """The first of VFIMamba.pkl, VFIMamba_S.pkl found in `folders` (searched in order), else None."""
+    for folder in folders:
+        for name in CHECKPOINT_NAMES:
+            p = Path(folder) / name
+            if p.is_file():
+                return str(p)
     return None
 
 
-def load(ckpt_path: str | None = None, device: str = "cpu", tta: bool | None = None,
-         scale: float | None = None, scan_backend: str = "auto", fast=None,
+def default_checkpoint() -> str | None:
+    """find_checkpoint() in the checkout's ckpt/ folder."""
+    return find_checkpoint([REPO_ROOT / "ckpt"])
+
+
+def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | None = None,
+         tta: bool | None = None, scale: float | None = None, scan_backend: str = "auto",
          compile: bool = False) -> VFIMambaInterpolator:
     """Load an official checkpoint and wrap it as an Interpolator.
 
     tta: None = the official demos' default (on for VFIMamba, off for VFIMamba_S).
     scale: flow-estimation scale; None picks it from the frame size (0.5 for 2K, 0.25 for 4K).
     scan_backend: "auto", "torch", "mamba_ssm" or "triton".
-    fast: None = fp16 fast path on CUDA with a CUDA scan kernel (within ~0.05/255 mean, <0.4/255 max
-    of the official float32 output on real frames), float32 elsewhere; False = exact float32 (TF32
-    off, as the fixtures); True/"fp16", "bf16", "tf32": that precision (falls back with a warning
-    where CUDA or a CUDA scan is missing).
+    precision: None = "fp16" on CUDA with a CUDA scan kernel (within ~0.05/255 mean, <0.4/255 max
+    of the official float32 output on real frames), "fp32" elsewhere; "fp32" = exact float32 (TF32
+    off, as the fixtures); "fp16", "bf16", "tf32": that precision (falls back with a warning where
+    CUDA or a CUDA scan is missing).
     compile: torch.compile the net on CUDA and replay each input shape as a CUDA graph (1.8-2x faster
     than the fp16 default on an H100: 3.2x the official code for VFIMamba; one compilation, about a
     minute, per frame size).
@@ -60,27 +69,34 @@ def load(ckpt_path: str | None = None, device: str = "cpu", tta: bool | None = N
     import torch
 
     from .checkpoint import load_net
-    from .inference import VFIMambaInterpolator, normalise_scale
+    from .inference import VFIMambaInterpolator, check_precision, normalise_scale
     from .scan import resolve_backend
 
     if ckpt_path is None:
         ckpt_path = default_checkpoint()
         if ckpt_path is None:
-            raise ModelError(f"no VFIMamba checkpoint in {REPO_ROOT / 'ckpt'}; {DOWNLOAD_HINT}")
+            raise VFIMambaError(f"no VFIMamba checkpoint in {REPO_ROOT / 'ckpt'}; {DOWNLOAD_HINT}")
     if not Path(ckpt_path).is_file():
-        raise ModelError(f"VFIMamba checkpoint not found: {ckpt_path}; {DOWNLOAD_HINT}")
-    dev = torch.device(device)
+        raise VFIMambaError(f"VFIMamba checkpoint not found: {ckpt_path}; {DOWNLOAD_HINT}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise VFIMambaError(f"device={device!r} is not a device name (use 'cpu' or 'cuda')") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device} requested but CUDA is not available")
+        raise VFIMambaError(f"device={device!r} was asked for but CUDA is not available; use device='cpu'")
     try:
         backend = resolve_backend(scan_backend, dev)
         scale = None if scale is None else normalise_scale(scale)
+        check_precision(precision)
     except ValueError as e:
-        raise ModelError(str(e)) from None
+        raise VFIMambaError(str(e)) from None
+    if backend == "triton":
+        from .scan_triton import prefetch_compiler_key
+        prefetch_compiler_key()
     net = load_net(ckpt_path, dev)
     net.set_scan_backend(backend)
     return VFIMambaInterpolator(net, ckpt_path=_display_path(ckpt_path), device=dev, tta=tta, scale=scale,
-                                scan_backend=backend, fast=fast, compile=compile)
+                                scan_backend=backend, precision=precision, compile=compile)
 
 
 def _display_path(p: str) -> str:

@@ -105,11 +105,14 @@ class SS2D(nn.Module):
         # (the kernels keep the state in float32), and the memory layout of the conv inputs.
         self.half_scan = False
         self.mf = torch.contiguous_format
-        self.reset_parameters()
+        if not self.A_logs.is_meta:  # built on the meta device, a checkpoint fills every value
+            self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self):
-        # Mamba's initialisation; only matters for random-weight runs (benchmarks).
+        # Mamba's initialisation; only matters for random-weight runs (benchmarks). Skipped on the
+        # meta device: there some of these ops run through torch's Python reference kernels, which
+        # import the compiler stack (TorchDynamo, sympy: seconds) for values nobody reads.
         bound = self.dt_rank ** -0.5
         nn.init.uniform_(self.x_proj_weight, -self.d_inner ** -0.5, self.d_inner ** -0.5)
         nn.init.uniform_(self.dt_projs_weight, -bound, bound)

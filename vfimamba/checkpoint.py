@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 
 import torch
 
-from splice.models import ModelError
-
+from .errors import VFIMambaError
 from .model import Config, VFIMambaNet
 
 # A key present in both configs whose shape tells them apart: (F, 3, 3, 3).
@@ -24,6 +25,14 @@ def _first(names, n=3):
     return ", ".join(names[:n]) + more
 
 
+def _refusal_reason(e: Exception) -> str:
+    """What the weights-only unpickler objected to, in a few words (torch's own message goes on to
+    suggest loading the file unsafely, which we never repeat)."""
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))
+    what = re.split(r"\. | was not ", m.group(1).strip())[0].rstrip(".") if m else ""
+    return f"weights-only unpickling rejected it: {what}" if what else "weights-only unpickling rejected it"
+
+
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a plain {name: float32 tensor} dict, the official way.
 
@@ -31,17 +40,19 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     "attn_mask" or "HW" are dropped; unlike it, keys without the prefix are accepted too.
     """
     if not os.path.isfile(path):
-        raise ModelError(f"VFIMamba checkpoint not found: {path}")
+        raise VFIMambaError(f"VFIMamba checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"refusing to load {path}: it is not a plain tensor checkpoint "
-                         f"(weights_only unpickling rejected it: {first})") from None
+        raise VFIMambaError(f"refusing to load {path}: it is not a plain tensor checkpoint "
+                            f"({_refusal_reason(e)}), and unpickling anything else could run code; "
+                            f"use an official VFIMamba .pkl") from None
     except Exception as e:  # truncated file, not a torch file at all, ...
-        raise ModelError(f"cannot read {path} as a PyTorch checkpoint: {type(e).__name__}: {e}".splitlines()[0]) from None
+        raise VFIMambaError(f"cannot read {path} as a PyTorch checkpoint: {type(e).__name__}: {e}".splitlines()[0]) from None
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"{path} is not a VFIMamba checkpoint: expected a dict of tensors, got {type(obj).__name__}")
+        raise VFIMambaError(f"{path} is not a VFIMamba checkpoint: expected a dict of tensors, got {type(obj).__name__}")
     prefixed = any(str(k).startswith("module.") for k in obj)
     sd = {}
     for k, v in obj.items():
@@ -59,9 +70,9 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 def infer_config(sd: dict[str, torch.Tensor], path: str = "checkpoint") -> Config:
     w = sd.get(_PROBE)
     if w is None or w.dim() != 4:
-        raise ModelError(f"{path} is not a VFIMamba checkpoint: no {_PROBE}")
+        raise VFIMambaError(f"{path} is not a VFIMamba checkpoint: no {_PROBE}")
     if w.shape[0] not in (16, 32):
-        raise ModelError(f"{path}: unsupported VFIMamba width F={w.shape[0]} (expected 16 or 32)")
+        raise VFIMambaError(f"{path}: unsupported VFIMamba width F={w.shape[0]} (expected 16 or 32)")
     return Config(F=int(w.shape[0]))
 
 
@@ -80,7 +91,7 @@ def check_keys(net: torch.nn.Module, sd: dict, path: str = "checkpoint"):
         k = sorted(shapes)[0]
         problems.append(f"shape mismatch: {k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}")
     if problems:
-        raise ModelError(f"{path} is not a VFIMamba checkpoint ({'; '.join(problems)})")
+        raise VFIMambaError(f"{path} is not a VFIMamba checkpoint ({'; '.join(problems)})")
 
 
 def load_net(path: str, device="cpu") -> VFIMambaNet:

@@ -7,6 +7,7 @@ evenly, and the timestep is fed straight to the network, so any t in (0, 1) work
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from fractions import Fraction
 from typing import Sequence
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cache import user_cache_dir
 from .model import VFIMambaNet
 
 
@@ -73,27 +75,48 @@ def _dyadic(t: float, max_depth=10):
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 
-def resolve_precision(fast, device, scan_backend: str = "auto") -> str:
-    """fast (False/True/None/"fp32"/"tf32"/"fp16"/"bf16") -> the precision actually used.
+def check_precision(precision) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"unknown precision={precision!r}; choose one of {', '.join(map(repr, PRECISIONS))} "
+                         f"or None (fp16 on CUDA, else fp32)")
+
+
+def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
+    """precision (None/"fp32"/"tf32"/"fp16"/"bf16") -> the precision actually used.
 
     Half precision needs CUDA and a CUDA scan kernel (the torch scan upcasts anyway); without them
-    it falls back to float32 with a warning. None (the default of vfimamba.load) = fp16 on CUDA
-    with the triton or mamba_ssm scan, else fp32, silently.
+    it falls back with a warning. None (the default of vfimamba.load) = fp16 on CUDA with the
+    triton or mamba_ssm scan, else fp32, silently.
     """
+    check_precision(precision)
     dev = torch.device(device)
-    if fast is None:
+    if precision is None:
         return "fp16" if dev.type == "cuda" and scan_backend in ("triton", "mamba_ssm") else "fp32"
-    want = {False: "fp32", True: "fp16"}.get(fast, fast)
-    if want not in PRECISIONS:
-        raise ValueError(f"unknown precision {fast!r}; choose one of {', '.join(PRECISIONS)} (or True/False)")
-    if want != "fp32" and dev.type != "cuda":
-        warnings.warn(f"VFIMamba fast path ({want}) needs CUDA; running float32 on {dev}", RuntimeWarning)
+    if precision != "fp32" and dev.type != "cuda":
+        warnings.warn(f"VFIMamba precision={precision!r} needs device='cuda'; running fp32 on {dev}", RuntimeWarning)
         return "fp32"
-    if want in ("fp16", "bf16") and scan_backend not in ("triton", "mamba_ssm"):
-        warnings.warn(f"VFIMamba {want} needs the triton or mamba_ssm scan (have {scan_backend!r}); using tf32",
-                      RuntimeWarning)
+    if precision in ("fp16", "bf16") and scan_backend not in ("triton", "mamba_ssm"):
+        warnings.warn(f"VFIMamba precision={precision!r} needs scan_backend='triton' or 'mamba_ssm' "
+                      f"(have {scan_backend!r}); using tf32", RuntimeWarning)
         return "tf32"
-    return want
+    return precision
+
+
+@contextlib.contextmanager
+def _compile_cache():
+    """Inductor's on-disk caches (compiled graphs, their Triton kernels, autotuning) in the user cache
+    folder while a compilation may run, so that a later process reuses them instead of a folder under
+    /tmp. Inductor reads the folder from TORCHINDUCTOR_CACHE_DIR when it needs it; the variable is
+    set only for the duration and put back afterwards (one that the user set wins)."""
+    key = "TORCHINDUCTOR_CACHE_DIR"
+    if os.environ.get(key):
+        yield
+        return
+    os.environ[key] = str(user_cache_dir() / "inductor")
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 class VFIMambaInterpolator:
@@ -101,7 +124,7 @@ class VFIMambaInterpolator:
 
     def __init__(self, net: VFIMambaNet, *, ckpt_path: str = "", device="cpu", tta: bool | None = None,
                  scale: float | None = None, scan_backend: str = "torch", recursive: bool = False,
-                 fast: bool | str | None = False, compile: bool = False, max_batch_pixels: int = 8_000_000):
+                 precision: str | None = "fp32", compile: bool = False, max_batch_pixels: int = 8_000_000):
         self.net = net.eval()
         self.F = net.cfg.F
         self.device = torch.device(device)
@@ -109,12 +132,12 @@ class VFIMambaInterpolator:
         self.scale = None if scale is None else normalise_scale(scale)
         self.scan_backend = scan_backend
         self.recursive = recursive  # official demo_Nx: dyadic timesteps by repeated midpoints
-        # fast: False = exact float32 (TF32 off, matches the fixtures); True or "fp16" = the fast path
+        # precision: "fp32" = exact float32 (TF32 off, matches the fixtures); "fp16" = the fast path
         # on CUDA (fp16 autocast for convs/linears, channels-last, half scan inputs with a float32
         # state, float32 flows: ~0.05/255 mean, <0.4/255 max from the float32 output on real
-        # frames); "tf32" = float32 with TF32; "bf16" = like fp16 in bfloat16 (~10x less accurate).
-        self.fast = fast
-        self.precision = resolve_precision(fast, self.device, scan_backend)
+        # frames); "tf32" = float32 with TF32; "bf16" = like fp16 in bfloat16 (~10x less accurate);
+        # None = fp16 on CUDA with a CUDA scan, else fp32.
+        self.precision = resolve_precision(precision, self.device, scan_backend)
         net.set_fast(half_scan=self.precision in ("fp16", "bf16"), channels_last=self.precision in ("fp16", "bf16"))
         # compile: torch.compile the net and replay each input shape as one CUDA graph (CUDA only;
         # the compilation fuses the permutes, casts and elementwise work, the graph removes the launch
@@ -132,7 +155,7 @@ class VFIMambaInterpolator:
             self._graphs = {}
             self._run = self._run_graphed
         elif compile:
-            warnings.warn("VFIMamba compile=True needs CUDA; running eagerly", RuntimeWarning)
+            warnings.warn("VFIMamba compile=True needs device='cuda'; running eagerly", RuntimeWarning)
         self.max_batch_pixels = max_batch_pixels
         self.name = "vfimamba" if self.F == 32 else "vfimamba_s" if self.F == 16 else f"vfimamba_f{self.F}"
         nparams = sum(p.numel() for p in net.parameters())
@@ -141,16 +164,33 @@ class VFIMambaInterpolator:
                             f"{self.device}, TTA {'on' if self.tta else 'off'}, scan={scan_backend}, {self.precision}")
 
     # -- tensors -----------------------------------------------------------------------------------
-    def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
-        bgr = np.ascontiguousarray(frame[:, :, ::-1].transpose(2, 0, 1))
-        return (torch.from_numpy(bgr).to(self.device) / 255.0).unsqueeze(0)
+    # Frames travel as uint8: one upload of both frames (through pinned memory on CUDA, so the copy
+    # runs at full speed), the channel swap and the float conversion on the device, and the outputs
+    # quantised, swapped back and laid out as (H, W, 3) on the device before one copy back.
+    def _upload(self, frames) -> torch.Tensor:
+        """RGB uint8 (H, W, 3) frames -> BGR float (n, 3, H, W) in [0, 1] on the device."""
+        for f in frames:
+            if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
+                raise ValueError(f"expected an RGB uint8 (H, W, 3) frame, got {f.dtype} {f.shape}")
+        pinned = self.device.type == "cuda"
+        host = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=pinned)
+        dst = host.numpy()
+        for i, f in enumerate(frames):
+            dst[i] = f
+        x = host.to(self.device, non_blocking=pinned)
+        return x.permute(0, 3, 1, 2).flip(1).float().div_(255.0).contiguous()
 
-    @staticmethod
-    def _to_frame(x: torch.Tensor) -> np.ndarray:
-        bgr = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
-        return np.ascontiguousarray(bgr.transpose(1, 2, 0)[:, :, ::-1])
+    def _download(self, x: torch.Tensor) -> list[np.ndarray]:
+        """BGR float (n, 3, H, W) -> n RGB uint8 (H, W, 3) frames on the host."""
+        q = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).flip(1).permute(0, 2, 3, 1).contiguous()
+        if self.device.type != "cuda":
+            out = q.numpy()
+        else:
+            host = torch.empty(q.shape, dtype=torch.uint8, pin_memory=True)
+            host.copy_(q, non_blocking=True)
+            torch.cuda.current_stream(self.device).synchronize()
+            out = host.numpy()
+        return [out[i] for i in range(out.shape[0])]
 
     @contextlib.contextmanager
     def _precision(self):
@@ -198,7 +238,7 @@ class VFIMambaInterpolator:
             static = pairs.clone(), t.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # compile and warm up outside the capture
+            with torch.cuda.stream(side), _compile_cache():  # compile and warm up outside the capture
                 for _ in range(3):
                     self._compiled(*static, scale=scale, local=True, repeats=repeats)
             torch.cuda.current_stream().wait_stream(side)
@@ -241,6 +281,16 @@ class VFIMambaInterpolator:
                 out.append(frame_at(Fraction(0), Fraction(1), f))
         return torch.cat(out, 0)
 
+    def warmup(self, size: tuple[int, int], timesteps: Sequence[float] = (0.5,)) -> None:
+        """Interpolate one synthetic pair of `size` (height, width) and drop the result: what a first
+        call pays once per process and frame size (cuDNN and cuBLAS set-up, convolution plans, Triton
+        kernels loaded from the disk cache) is then paid here, for instance in a background thread
+        while the frames are being read, and the first real frame is as fast as later ones."""
+        h, w = size
+        ramp = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+        f0 = ramp.astype(np.uint8)
+        self.interpolate(f0, np.ascontiguousarray(f0[:, ::-1]), timesteps)
+
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
         if not len(timesteps):
             return []
@@ -249,11 +299,11 @@ class VFIMambaInterpolator:
         h, w = frame0.shape[:2]
         scale = auto_scale(h, w) if self.scale is None else self.scale
         padder = Padder(h, w, pad_divisor(scale))
-        img0, img1 = padder(self._to_tensor(frame0)), padder(self._to_tensor(frame1))
+        both = padder(self._upload([frame0, frame1]))
+        img0, img1 = both[0:1], both[1:2]
         with self._precision():
             if self.recursive:
                 preds = self._predict_recursive(img0, img1, timesteps, scale)
             else:
                 preds = self.predict(img0, img1, [float(t) for t in timesteps], scale)
-        preds = padder.unpad(preds)
-        return [self._to_frame(p) for p in preds]
+        return self._download(padder.unpad(preds))

@@ -72,7 +72,7 @@ def available_backends(device="cpu") -> list[str]:
 def resolve_backend(backend: str, device) -> str:
     """Turn "auto" into a concrete backend; reject one that cannot run on `device`."""
     if backend not in BACKENDS + ("auto",):
-        raise ValueError(f"unknown scan backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown scan_backend={backend!r}; choose one of auto, {', '.join(BACKENDS)}")
     avail = available_backends(device)
     if backend == "auto":
         global _warned_cpu
@@ -82,7 +82,7 @@ def resolve_backend(backend: str, device) -> str:
                           "using the PyTorch scan, about 10x slower", RuntimeWarning, stacklevel=2)
         return avail[0]
     if backend not in avail:
-        raise ValueError(f"scan backend {backend!r} is not available on {device} (available: {', '.join(avail)})")
+        raise ValueError(f"scan_backend={backend!r} is not available on {device} (available: {', '.join(avail)})")
     return backend
 
 

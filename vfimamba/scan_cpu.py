@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .cache import user_cache_dir
+
 SOURCE = Path(__file__).with_name("scan_cpu.cpp")
 FLAGS = ["-O3", "-march=native", "-std=c++17", "-shared", "-fPIC"]
 _LOG2E = 1.4426950408889634
@@ -33,8 +35,7 @@ _pool_size = 0
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "interpolate_video"
+    return user_cache_dir()
 
 
 def _cpu_identity() -> str:

@@ -1,0 +1,436 @@
+"""The library: load a model once, then make as many splices and edits with it as you like.
+
+    import splice
+    model = splice.load_interpolator("auto")                  # VFIMamba, else RIFE, else flow
+    video = splice.open_video("talk.mp4")
+    report = splice.splice_video(model, video, "clip.mp4", frame_a="6s", frame_b="23.3s")
+    report = splice.edit_video(model, video, "edit.mp4", keep=["0-12.5s", "18.2s-40s"])
+
+Each call runs forward: the plan is worked out first (A and B or the cut list, the indent or
+the bridge positions, scored on small frames; a pure function of those choices, checked once),
+then frames are generated and written. The model is only ever passed in.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import indent as indent_score
+from .cutlist import parse_keep, read_cut_list
+from .errors import UserError
+from .locate import FrameChoice, locate_images, resolve_frame
+from .media import VideoSource, atomic_output, check_output_path
+from .models import LoadedModel
+from .plan import (EditPlan, JunctionChoice, PlanError, SplicePlan, choose_junctions, frames_in_five_seconds,
+                   junction_endpoints, junction_options, normalise_ranges, plan_edit, plan_splice,
+                   seconds, shortest_splice, splice_indents)
+from .render import EncodeOptions, Stopwatch, render
+
+VERSION = "0.2.0"
+
+
+def open_video(path: str, audio_stream: int | None = None) -> VideoSource:
+    """Probe a video (its packet index: rate, frames, audio) without decoding more than one frame;
+    `audio_stream` picks the N-th audio stream (0 = the first, the default)."""
+    if not os.path.exists(path):
+        raise UserError(f"Input file not found: {path}")
+    return VideoSource(path, audio_stream)
+
+
+def _source(video) -> VideoSource:
+    return video if isinstance(video, VideoSource) else open_video(str(video))
+
+
+def _quiet(*_args):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The 15-s splice
+
+def choose_frames(source: VideoSource, frame_a, frame_b, interp_frames: int,
+                  progress: bool = False) -> tuple[FrameChoice, FrameChoice]:
+    """A and B from their specs; by default A is the frame at 5 s and B the frame 5 s before the end."""
+    n = frames_in_five_seconds(source.rate)
+    shortest = shortest_splice(source.rate, interp_frames)
+    if source.frame_count < shortest:
+        raise UserError(f"The video is {float(source.duration):.2f} s long ({source.frame_count} frames); a splice "
+                        f"needs at least {float(shortest / source.rate):.2f} s: 5 s before Frame A, 5 s from A to B "
+                        f"and 5 s from Frame B on")
+    a = resolve_frame(None if frame_a is None else str(frame_a), "A", source, default=n)
+    b = resolve_frame(None if frame_b is None else str(frame_b), "B", source, default=source.frame_count - n)
+    locate_images(source, [a, b], progress)
+    return a, b
+
+
+def analysis_frames(source: VideoSource, start: int, stop: int, bar=None) -> list:
+    """Analysis frames (small grey, `indent.analysis_frame_of`) of source frames start .. stop-1."""
+    frames = []
+    for _, frame in source.frames(start, stop):
+        frames.append(indent_score.analysis_frame_of(frame))
+        if bar is not None:
+            bar.update(1)
+    return frames
+
+
+@dataclass
+class IndentAnalysis:
+    """Everything `--time-indent auto` measured: for indent i (i = indents[i]), the analysis frames
+    of its endpoints left[i] (A+i) and right[i] (B-j), their score, and the winner."""
+    indents: range
+    left: list
+    right: list
+    scores: list
+    best: int
+
+    def info(self) -> dict:
+        """The report's indent fields for the winner."""
+        s, i = self.scores, self.best
+        return {"mode": "auto", "score": round(s[i].score, 4), "motion": round(s[i].motion, 4),
+                "residual": round(s[i].residual, 4),
+                "score_at_zero": round(s[0].score, 4),
+                "scores": [round(x.score, 4) for x in s]}
+
+
+def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool = False) -> IndentAnalysis:
+    """Score every valid indent's endpoint pair (what `--time-indent auto` and find_indent.ipynb use)."""
+    rate = source.rate
+    indents = splice_indents(rate, source.frame_count, a, b, m)   # raises the reason when there is none
+    first = plan_splice(rate, source.frame_count, a, b, indents[0], m)
+    last = plan_splice(rate, source.frame_count, a, b, indents[-1], m)
+    with tqdm(total=2 * len(indents), desc="analysing", unit="frame", disable=not progress) as bar:
+        left = analysis_frames(source, first.left, last.left + 1, bar)    # A+i for every i
+        right = []                                                         # B-j for every i
+
+        def decode_right():  # each pair is scored while the next right frame decodes
+            for _, frame in source.frames(first.right, last.right + 1):
+                right.append(indent_score.analysis_frame_of(frame))
+                bar.update(1)
+                yield right[-1]
+        scores = indent_score.score_indents(left, decode_right(), workers=indent_score.analysis_workers())
+    return IndentAnalysis(indents, left, right, scores, indent_score.best_indent(scores))
+
+
+def parse_indent(spec, rate: Fraction) -> int | None:
+    """--time-indent: None for 'auto', else seconds as a whole number of frames."""
+    if spec is None or str(spec).strip() == "auto":
+        return None
+    text = str(spec).strip()
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"--time-indent {text!r} is neither 'auto' nor a number of seconds (0, 0.4, ...)") from None
+    if value < 0:
+        raise UserError(f"--time-indent {text} is negative; give 0 or more seconds, or 'auto'")
+    if value > 3600:
+        raise UserError(f"--time-indent {text} s is far past the 5 s the middle of the clip holds; "
+                        f"give at most 5 seconds, or 'auto'")
+    return int(value * rate + Fraction(1, 2))
+
+
+@dataclass
+class SpliceJob:
+    """A 15-s splice, fully decided: what the model will be asked for and where every frame goes."""
+    source: VideoSource
+    plan: SplicePlan
+    a: FrameChoice
+    b: FrameChoice
+    indent: dict
+    kind: str = "splice"
+
+    def timeline(self):
+        return self.plan.timeline()
+
+
+def prepare_splice(video, frame_a=None, frame_b=None, time_indent="auto", interp_frames: int = 3,
+                   progress: bool = False) -> SpliceJob:
+    """Resolve A and B, choose the indent (scoring the candidates when 'auto') and return the plan."""
+    source = _source(video)
+    _check_interp_frames(interp_frames)
+    a, b = choose_frames(source, frame_a, frame_b, interp_frames, progress)
+    return plan_splice_job(source, a, b, time_indent, interp_frames, progress)
+
+
+def _check_interp_frames(m) -> None:
+    if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+        raise UserError(f"--interp-frames is {m}; it must be a whole number, 0 or more")
+
+
+def plan_splice_job(source: VideoSource, a: FrameChoice, b: FrameChoice, time_indent="auto",
+                    interp_frames: int = 3, progress: bool = False) -> SpliceJob:
+    """The splice for frames A and B already chosen (`choose_frames`)."""
+    rate, m = source.rate, interp_frames
+    i = parse_indent(time_indent, rate)
+    if i is None:
+        analysis = analyse_indents(source, a.index, b.index, m, progress)
+        i, info = analysis.best, analysis.info()
+    else:
+        info = {"mode": "fixed", "seconds": float(Fraction(str(time_indent).strip()))}
+    plan = plan_splice(rate, source.frame_count, a.index, b.index, i, m)
+    return SpliceJob(source, plan, a, b, info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits
+
+@dataclass
+class EditJob:
+    """An edit, fully decided: the kept ranges, and where each junction's bridge goes."""
+    source: VideoSource
+    plan: EditPlan
+    given: list                    # the ranges as given, in frames (before merging neighbours)
+    roll: float                    # the allowed roll, seconds
+    scores: list = field(default_factory=list)   # per junction: the chosen pair's PairScore (or None)
+    kind: str = "edit"
+
+    def timeline(self):
+        return self.plan.timeline()
+
+
+def _tie_break(choice: JunctionChoice) -> float:
+    """Among pairs that score the same (a roll and a shift of the bridge can reach one pair of
+    frames), prefer no roll and a bridge centred on the junction."""
+    return 1e-6 * abs(choice.roll) + 1e-9 * abs(2 * choice.before - choice.generated)
+
+
+def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: int = 3, roll: float = 0,
+                 progress: bool = False) -> EditJob:
+    """The cut list (`keep`: 'START-END' strings or (start, end) frame pairs; or an `edit` file),
+    checked, with each junction's bridge placed where the endpoints are easiest to bridge."""
+    source = _source(video)
+    rate, m = source.rate, interp_frames
+    _check_interp_frames(m)
+    if keep and edit:
+        raise UserError("give the cut list either as --keep ranges or as an --edit file, not both")
+    if edit:
+        given = read_cut_list(edit, source)
+    else:
+        given = [parse_keep(k, source) if isinstance(k, str) else (int(k[0]), int(k[1])) for k in (keep or [])]
+    try:
+        roll_value = float(roll)
+    except (TypeError, ValueError):
+        raise UserError(f"--roll {roll!r} is not a number of seconds") from None
+    if not 0 <= roll_value <= 60:
+        raise UserError(f"--roll {roll} is out of range; give 0 to 60 seconds")
+    max_roll = int(Fraction(roll_value).limit_denominator(10 ** 6) * rate + Fraction(1, 2))
+    ranges = normalise_ranges(given, source.frame_count, rate)
+    options = [junction_options(ranges, k, source.frame_count, m, max_roll) for k in range(len(ranges) - 1)]
+    for k, opts in enumerate(options):
+        if not opts:
+            (s0, e0), (s1, e1) = ranges[k], ranges[k + 1]
+            raise PlanError(f"Kept ranges {k + 1} and {k + 2} (frames {s0}-{e0} and {s1}-{e1}) are too short to "
+                            f"hold a bridge of {m} frames between them: together they need at least {m + 2} "
+                            f"frames ({seconds(m + 2, rate)}); keep more of them or use fewer --interp-frames")
+    scores = _score_junctions(source, ranges, options, progress) if m else [{} for _ in options]
+
+    def cost(k, choice):
+        s = scores[k].get(choice)
+        return (s.score if s is not None else 0.0) + _tie_break(choice)
+    chosen = choose_junctions(rate, source.frame_count, ranges, options, cost)
+    plan = plan_edit(rate, source.frame_count, ranges, chosen)
+    return EditJob(source, plan, given, roll_value, [scores[k].get(c) for k, c in enumerate(chosen)])
+
+
+def _score_junctions(source: VideoSource, ranges, options, progress: bool) -> list[dict]:
+    """For every junction, the difficulty score of every candidate's endpoint pair (the same score
+    as --time-indent auto), decoding only the frames around the junction."""
+    out = []
+    need = sum(1 for o in options for _ in o)
+    with tqdm(total=need, desc="analysing", unit="pair", disable=not progress) as bar:
+        for k, opts in enumerate(options):
+            end, start = ranges[k][1], ranges[k + 1][0]
+            pairs = {c: junction_endpoints(end, start, c) for c in opts}
+            lefts = sorted({p[0] for p in pairs.values()})
+            rights = sorted({p[1] for p in pairs.values()})
+            small = dict(zip(range(lefts[0], lefts[-1] + 1), analysis_frames(source, lefts[0], lefts[-1] + 1)))
+            small.update(zip(range(rights[0], rights[-1] + 1), analysis_frames(source, rights[0], rights[-1] + 1)))
+            unique = sorted(set(pairs.values()))
+            scored = indent_score.score_indents([small[l] for l, _ in unique], [small[r] for _, r in unique],
+                                                workers=indent_score.analysis_workers())
+            by_pair = dict(zip(unique, scored))
+            out.append({c: by_pair[p] for c, p in pairs.items()})
+            bar.update(len(opts))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering and reports
+
+def check_report_path(report: str | None) -> None:
+    if not report:
+        return
+    folder = Path(report).parent if str(Path(report).parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"The --report folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"Cannot write the report into {folder} (permission denied); choose another --report path")
+    if Path(report).is_dir():
+        raise UserError(f"--report {report} is a folder; give a file path such as {Path(report) / 'report.json'}")
+
+
+def write_report(report: dict, path: str) -> None:
+    try:
+        with atomic_output(path) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as e:
+        raise UserError(f"Cannot write the report {path}: {e.strerror or e}") from None
+
+
+def check_outputs(source_path: str, output: str, report: str | None = None, save_generated: str | None = None) -> None:
+    """Everything about the output paths that can be checked before any decoding."""
+    check_output_path(source_path, output)
+    check_report_path(report)
+    if report and os.path.abspath(report) == os.path.abspath(output):
+        raise UserError(f"--report {report} is the output video; choose another report path")
+    if save_generated:
+        try:
+            Path(save_generated).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"Cannot create the --save-generated folder {save_generated}: {e.strerror}") from None
+
+
+def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOptions = EncodeOptions(),
+               report: str | None = None, save_generated: str | None = None, progress: bool = False,
+               log=None, timings: dict | None = None) -> dict:
+    """Generate and write a prepared job; returns its report (also written to `report` as JSON)."""
+    say = log or _quiet
+    encode.check()
+    check_outputs(job.source.path, output, report, save_generated)
+    interpolator = model.interpolator if isinstance(model, LoadedModel) else model
+    watch = Stopwatch()
+    watch.seconds.update(timings or {})
+    started = time.perf_counter()
+    gaps: list = []
+    with watch("write"):
+        with atomic_output(output) as tmp:
+            generated_at = render(job.source, job.timeline(), interpolator, tmp, encode, watch, progress,
+                                  save_generated, gaps)
+    for g in gaps:
+        say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
+    watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
+    info = model.info() if isinstance(model, LoadedModel) else {
+        "name": getattr(model, "name", type(model).__name__),
+        "description": getattr(model, "description", ""), "why": "given by the caller"}
+    make = _splice_report if job.kind == "splice" else _edit_report
+    result = make(job, output, encode, info, generated_at, watch.seconds)
+    result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
+    if report:
+        write_report(result, report)
+    total = result["output_frames"]
+    say(f"wrote {output}: {total} frames, {float(total / job.source.rate):.3f} s, in {watch.seconds['total']:.1f} s")
+    return result
+
+
+def _common(job, output, encode, model_info, generated_at, timings) -> dict:
+    source = job.source
+    rate = source.rate
+    timeline = job.timeline()
+    total = timeline[-1].out + timeline[-1].count
+    return {
+        "version": VERSION,
+        "kind": job.kind,
+        "input": os.path.abspath(source.path),
+        "output": os.path.abspath(output),
+        "rate": f"{rate.numerator}/{rate.denominator}",
+        "fps": float(rate),
+        "frame_count": source.frame_count,
+        "size": [source.width, source.height],
+        "rotation": source.rotation,
+        "timeline": [e.as_json() for e in timeline],
+        "generated_output_indices": generated_at,
+        "model": model_info,
+        "output_frames": total,
+        "output_duration": float(total / rate),
+        "audio": bool(encode.audio and source.audio),
+        "audio_stream": source.audio.position if encode.audio and source.audio else None,
+        "audio_streams_ignored": source.audio.ignored if source.audio else 0,
+        "variable_rate": source.variable_rate,
+        "source_frames": source.frames_in_file,
+        "notes": source.notes(encode.pix_fmt, encode.audio),
+        "pix_fmt": encode.pix_fmt,
+        "crf": encode.crf,
+        "preset": encode.preset,
+        "timings": timings,
+    }
+
+
+def _splice_report(job: SpliceJob, output, encode, model_info, generated_at, timings) -> dict:
+    source, plan, rate = job.source, job.plan, job.source.rate
+
+    def frame_info(k):
+        return {"index": k, "time": float(source.time_of(k))}
+    report = _common(job, output, encode, model_info, generated_at, timings)
+    report.update({
+        "n": plan.n,
+        "a": {**frame_info(plan.a), "how": job.a.how, "spec": job.a.spec, "match": job.a.match or None,
+              "output_index": plan.n, "output_time": float(plan.n / rate)},
+        "b": {**frame_info(plan.b), "how": job.b.how, "spec": job.b.spec, "match": job.b.match or None,
+              "output_index": 2 * plan.n, "output_time": float(2 * plan.n / rate)},
+        "indent": {"i": plan.indent, "seconds": float(plan.indent / rate), **job.indent},
+        "m": plan.generated,
+        "j": plan.tail,
+        "endpoints": {"left": frame_info(plan.left), "right": frame_info(plan.right),
+                      "timesteps": [float(t) for t in plan.timesteps]},
+    })
+    return report
+
+
+def _edit_report(job: EditJob, output, encode, model_info, generated_at, timings) -> dict:
+    plan, rate = job.plan, job.source.rate
+    report = _common(job, output, encode, model_info, generated_at, timings)
+    junctions = []
+    out = 0
+    for k, j in enumerate(plan.junctions):
+        s, e = plan.rolled(k)
+        start_out = out
+        out += e - s
+        left, right = plan.endpoints(k)
+        score = job.scores[k] if k < len(job.scores) else None
+        junctions.append({
+            "junction": k + 1, "output_index": start_out + (e - s) - j.before,
+            "m": j.generated, "before": j.before, "after": j.generated - j.before,
+            "roll_frames": j.roll, "roll_seconds": float(Fraction(j.roll) / rate),
+            "left": left, "right": right,
+            "score": None if score is None else round(score.score, 4),
+            "motion": None if score is None else round(score.motion, 4),
+            "residual": None if score is None else round(score.residual, 4),
+        })
+    report.update({
+        "ranges_given": [list(r) for r in job.given],
+        "ranges": [list(r) for r in plan.ranges],
+        "ranges_rolled": [list(plan.rolled(k)) for k in range(len(plan.ranges))],
+        "roll_allowed_seconds": job.roll,
+        "junctions": junctions,
+    })
+    return report
+
+
+def splice_video(model, video, output: str, frame_a=None, frame_b=None, *, time_indent="auto",
+                 interp_frames: int = 3, encode: EncodeOptions = EncodeOptions(), report: str | None = None,
+                 save_generated: str | None = None, progress: bool = False, log=None) -> dict:
+    """The 15-s splice of `video` (a path or an open_video) with an already-loaded `model`: 5 s
+    before Frame A, the bridge, 5 s from Frame B on; A at exactly 5 s, B at exactly 10 s."""
+    source = _source(video)
+    check_outputs(source.path, output, report, save_generated)
+    watch = Stopwatch()
+    with watch("analyse"):
+        job = prepare_splice(source, frame_a, frame_b, time_indent, interp_frames, progress)
+    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds)
+
+
+def edit_video(model, video, output: str, keep=None, *, edit: str | None = None, roll: float = 0,
+               interp_frames: int = 3, encode: EncodeOptions = EncodeOptions(), report: str | None = None,
+               save_generated: str | None = None, progress: bool = False, log=None) -> dict:
+    """The whole edit of `video`: the kept ranges in order, every junction bridged, the timing kept."""
+    source = _source(video)
+    check_outputs(source.path, output, report, save_generated)
+    watch = Stopwatch()
+    with watch("analyse"):
+        job = prepare_edit(source, keep, edit, interp_frames, roll, progress)
+    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds)

@@ -1,0 +1,165 @@
+"""Rendering a timeline: source spans decoded and re-encoded, bridges generated, sound cut to match.
+
+Any plan (the 15-s splice, an edit) is a timeline of `plan.Span` and `plan.Bridge` entries in
+output order; this module writes it, streaming, so that no more than a couple of frames are held
+at once.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from .audio import timeline_audio
+from .errors import UserError
+from .media import PIX_FMTS, AudioGap, ClipWriter, VideoSource, to_rgb, upright
+from .plan import Bridge, Entry, Span
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How the output is encoded: x264 quality and speed, and whether to keep the sound."""
+    crf: int = 17
+    preset: str = "medium"
+    audio: bool = True
+    pix_fmt: str = "yuv420p"
+
+    def check(self) -> "EncodeOptions":
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
+            raise UserError(f"--crf {self.crf} is out of range: x264 takes 0 (lossless) to 51 (worst); "
+                            "17 (the default) is visually lossless, 23 is x264's own default")
+        if self.preset not in X264_PRESETS:
+            raise UserError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
+        if self.pix_fmt not in PIX_FMTS:
+            raise UserError(f"--pix-fmt {self.pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
+        return self
+
+
+class Stopwatch:
+    """Seconds per named stage, summed over repeats."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        watch = self
+
+        class _Stage:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                watch.seconds[stage] = round(watch.seconds.get(stage, 0) + time.perf_counter() - self.start, 3)
+        return _Stage()
+
+
+def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
+           watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
+           audio_gaps: list[AudioGap] | None = None) -> list[int]:
+    """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
+    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`."""
+    total = timeline[-1].out + timeline[-1].count
+    writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset, encode.pix_fmt)
+    generated_at: list[int] = []
+    warming = _warm_up(interpolator, source, timeline)
+    try:
+        if writer.audio is not None:
+            with watch("audio"):
+                writer.write_audio(timeline_audio(source, timeline, source.rate, audio_gaps))
+        with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
+            last = None                      # (index, frame) of the last source frame written
+            pending = None                   # a span's frames already opened by the bridge before it
+            for n, e in enumerate(timeline):
+                if isinstance(e, Span):
+                    frames = pending or source.frames(e.src, e.src + e.count)
+                    pending = None
+                    for k, frame in frames:
+                        writer.write_source(frame)
+                        last = (k, frame)
+                        bar.update(1)
+                    continue
+                left = last[1] if last is not None and last[0] == e.left else _decode(source, e.left)
+                after = timeline[n + 1] if n + 1 < len(timeline) else None
+                if isinstance(after, Span) and after.src == e.right:
+                    pending = _peeked(source.frames(after.src, after.src + after.count))
+                    right = pending.first
+                else:
+                    right = _decode(source, e.right)
+                with watch("generate"):
+                    if warming is not None:
+                        warming.join()
+                        warming = None
+                    frames = _generate(interpolator, left, right, e)
+                for k, rgb in zip(range(e.out, e.out + e.count), frames):
+                    writer.write_rgb(rgb)
+                    generated_at.append(k)
+                    bar.update(1)
+                    if save_generated:
+                        target = Path(save_generated) / f"{k:06d}.png"
+                        cv2.imwrite(str(target), cv2.cvtColor(upright(rgb, source.rotation), cv2.COLOR_RGB2BGR))
+        if writer.frames_written != total:
+            raise UserError(f"Only {writer.frames_written} of {total} frames could be read; the file may be damaged")
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return generated_at
+
+
+def _warm_up(interpolator, source: VideoSource, timeline: list[Entry]):
+    """On a GPU, a model's first call pays once-per-process set-up (cuDNN and cuBLAS plans, kernels
+    loaded from the disk cache: most of a second). Pay it in a thread while the first span is
+    decoded and encoded, which the model does not need. On the CPU the warm-up would be a whole
+    inference competing with the encoder for the same cores, so it is left out."""
+    bridges = [e for e in timeline if isinstance(e, Bridge)]
+    device = getattr(getattr(interpolator, "device", None), "type", None)
+    if not bridges or device != "cuda" or not hasattr(interpolator, "warmup"):
+        return None
+
+    def run():
+        try:
+            interpolator.warmup((source.height, source.width), [float(t) for t in bridges[0].timesteps])
+        except Exception:   # the real call will say what is wrong
+            pass
+    thread = threading.Thread(target=run, name="model warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _decode(source: VideoSource, index: int):
+    for _, frame in source.frames(index, index + 1):
+        return frame
+    raise UserError(f"Frame {index} of {source.path} could not be decoded; the file may be damaged")
+
+
+class _peeked:
+    """An iterator of (index, frame) whose first frame has been taken already (and is given again)."""
+
+    def __init__(self, frames):
+        self._it = iter(frames)
+        self._head = next(self._it, None)
+        if self._head is None:
+            raise UserError("A source span could not be decoded; the file may be damaged")
+        self.first = self._head[1]
+
+    def __iter__(self):
+        yield self._head
+        yield from self._it
+
+
+def _generate(interpolator, left, right, bridge: Bridge) -> list:
+    left_rgb, right_rgb = to_rgb(left), to_rgb(right)
+    frames = interpolator.interpolate(left_rgb, right_rgb, [float(t) for t in bridge.timesteps])
+    if len(frames) != bridge.count:
+        raise RuntimeError(f"the model returned {len(frames)} frames for {bridge.count} timesteps")
+    for rgb in frames:
+        if rgb.shape != left_rgb.shape or rgb.dtype.name != "uint8":
+            raise RuntimeError(f"the model returned {rgb.shape} {rgb.dtype}, expected {left_rgb.shape} uint8")
+    return frames

@@ -1,0 +1,182 @@
+"""The library and the command line around it: one model load for many jobs, the documented API,
+and an installed `interpolate-video` command."""
+import json
+import os
+import subprocess
+import sys
+import venv
+
+import pytest
+
+import splice
+from splice import cli, models
+from splice.plan import Span
+from splice.verify import timeline_of
+from synthetic import decode_codes
+
+FAST = ["--model", "flow", "--preset", "ultrafast", "--quiet"]
+
+
+def test_the_documented_api_loads_once_and_makes_a_splice_and_an_edit(video_factory, tmp_path):
+    model = splice.load_interpolator("flow")
+    assert model.name == "flow" and model.why == "asked for with --model flow"
+    video = splice.open_video(str(video_factory()))
+    fast = splice.EncodeOptions(preset="ultrafast", audio=False)
+    clip = splice.splice_video(model, video, str(tmp_path / "clip.mp4"), frame_a="131", frame_b="290",
+                               time_indent="0.4", encode=fast)
+    edit = splice.edit_video(model, video, str(tmp_path / "edit.mp4"), keep=["0-4s", "8s-12s"], encode=fast)
+    assert clip["a"]["index"] == 131 and clip["output_frames"] == 375
+    codes = decode_codes(tmp_path / "clip.mp4")
+    assert codes[125] == 131 and codes[250] == 290
+    assert edit["ranges"] == [[0, 100], [200, 300]] and edit["output_frames"] == 200
+    codes = decode_codes(tmp_path / "edit.mp4")
+    for e in timeline_of(edit):
+        if isinstance(e, Span):
+            assert codes[e.out:e.out + e.count] == list(range(e.src, e.src + e.count))
+    # any object with interpolate() will do as the model
+    plain = splice.splice_video(models.BlendInterpolator(), video, str(tmp_path / "blend.mp4"), frame_a="131",
+                                frame_b="290", time_indent="0", encode=fast)
+    assert plain["model"]["name"] == "blend"
+
+
+def test_auto_says_why_for_every_candidate(monkeypatch, tmp_path):
+    monkeypatch.setenv("INTERPOLATE_VIDEO_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(splice.cache, "CHECKOUT_CKPT", tmp_path / "no-ckpt")
+    model = splice.load_interpolator("auto", offline=True, log=lambda *a: None)
+    assert model.name == "flow"
+    names = [(c["name"], c["taken"]) for c in model.candidates]
+    assert names == [("vfimamba", False), ("rife", False), ("flow", True)]
+    assert "no VFIMamba checkpoint" in model.candidates[0]["reason"]
+    assert "not cached" in model.candidates[1]["reason"] and "downloads are off" in model.candidates[1]["reason"]
+
+
+def test_cuda_asked_for_without_cuda_fails_for_every_model(run_cli, video_factory, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from test_errors import assert_refused
+    for model in ("auto", "flow", "blend", "rife"):
+        out = tmp_path / "o.mp4"
+        r = run_cli("--input", video_factory(), "--output", out, "--model", model, "--device", "cuda",
+                    "--time-indent", "0", "--quiet")
+        assert_refused(r, out, "--device cuda", "no CUDA GPU")
+
+
+def test_jobs_share_one_model_load_and_report_the_failure(video_factory, tmp_path, monkeypatch, capsys):
+    src = str(video_factory())
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [
+        {"input": src, "output": str(tmp_path / "one.mp4"), "frame_a": "131", "frame_b": "290", "time_indent": "0"},
+        {"input": str(tmp_path / "missing.mp4"), "output": str(tmp_path / "two.mp4")},
+        {"input": src, "output": str(tmp_path / "three.mp4"), "keep": ["0-4s", "8s-12s"], "no_audio": True},
+    ]
+    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    loads = []
+    real = models.REGISTRY["flow"]
+    monkeypatch.setitem(models.REGISTRY, "flow", lambda opts, log: loads.append(1) or real(opts, log))
+    summary = tmp_path / "summary.json"
+    code = cli.main(["--jobs", str(jobs), "--model", "flow", "--preset", "ultrafast", "--quiet",
+                     "--report", str(summary)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert loads == [1]                                           # the model was loaded once
+    assert (tmp_path / "one.mp4").exists() and (tmp_path / "three.mp4").exists()
+    assert not (tmp_path / "two.mp4").exists()
+    assert err.strip().splitlines() == [f"error: job 2 (line 2, {tmp_path / 'missing.mp4'}): "
+                                        f"Input file not found: {tmp_path / 'missing.mp4'}"]
+    assert "jobs: 2 of 3 done" in out
+    data = json.loads(summary.read_text())
+    assert [j["ok"] for j in data["jobs"]] == [True, False, True] and data["model_loads"] == 1
+    one = json.loads((tmp_path / "summary.job1.json").read_text())
+    three = json.loads((tmp_path / "summary.job3.json").read_text())
+    assert one["kind"] == "splice" and one["a"]["index"] == 131
+    assert three["kind"] == "edit" and three["audio"] is False and three["output_frames"] == 200
+    codes = decode_codes(tmp_path / "three.mp4")
+    assert codes[:99] == list(range(99)) and codes[-1] == 299
+
+
+@pytest.mark.parametrize("line,phrase", [
+    ('{"input": "a.mp4", "output": "b.mp4", "model": "rife"}', "'model' applies to the whole run"),
+    ('{"input": "a.mp4", "output": "b.mp4", "colour": 3}', "unknown option 'colour'"),
+    ('{"input": "a.mp4", "output": "b.mp4", "crf": "high"}', "'crf' cannot be 'high'"),
+    ('{"input": "a.mp4"', "is not valid JSON"),
+    ('["a.mp4"]', "is not a JSON object"),
+])
+def test_bad_job_lines_each_get_one_line(tmp_path, capsys, line, phrase):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(line + "\n")
+    assert cli.main(["--jobs", str(jobs), "--model", "flow", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: job 1 (line 1") and phrase in err[0], err
+
+
+def test_cli_checks_options_before_decoding(run_cli, video_factory, tmp_path):
+    from test_errors import assert_refused
+    src = video_factory()
+    out = tmp_path / "o.mp4"
+    for args, phrase in ((["--crf", "-5"], "--crf -5 is out of range"), (["--crf", "99"], "--crf 99 is out of range"),
+                         (["--preset", "bogus"], "--preset 'bogus' is not an x264 preset"),
+                         (["--time-indent", "1e400"], "--time-indent"),
+                         (["--report", str(tmp_path / "nowhere" / "r.json")], "--report folder"),
+                         (["--interp-frames", "x"], "argument --interp-frames")):
+        r = run_cli("--input", src, "--output", out, *args, "--model", "flow", "--quiet", report=False)
+        assert_refused(r, out, phrase)
+
+
+def test_version(run_cli):
+    r = run_cli("--version", report=False)
+    assert r.returncode == 0 and r.stdout.strip() == f"interpolate-video {splice.__version__}"
+
+
+@pytest.mark.skipif(os.environ.get("INTERPOLATE_VIDEO_SKIP_INSTALL") == "1", reason="asked to skip")
+def test_pip_install_gives_the_console_command(tmp_path, video_factory):
+    """A fresh venv (seeing this machine's packages, so nothing is downloaded): `pip install .`,
+    then `interpolate-video --version` and a splice through the console command."""
+    import shutil
+    from conftest import ROOT
+    source = tmp_path / "checkout"      # built from a copy, so the build leaves nothing in the checkout
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "outputs", "ckpt", ".carry", ".whl", ".ref",
+                                                                "__pycache__", "build", "*.egg-info", ".pytest_cache"))
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(source)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    exe = env_dir / "bin" / "interpolate-video"
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"interpolate-video {splice.__version__}"
+    out = tmp_path / "o.mp4"
+    run = subprocess.run([str(exe), "--input", str(video_factory()), "--output", str(out), "--frame-a", "131",
+                          "--frame-b", "290", "--time-indent", "0", *FAST], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr
+    codes = decode_codes(out)
+    assert len(codes) == 375 and codes[125] == 131 and codes[250] == 290
+    where = subprocess.run([str(py), "-c", "import splice, sys; print(splice.__file__)"], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert str(env_dir) in where.stdout      # the installed copy, not the checkout
+
+
+def test_a_gpu_model_is_warmed_up_beside_the_first_span(video_factory, tmp_path):
+    """A model on a GPU pays its first-call set-up in a thread while the first span is written; the
+    real call waits for it. (A stand-in with device.type 'cuda': no GPU needed.)"""
+    import threading
+    from types import SimpleNamespace
+
+    class Stand(models.BlendInterpolator):
+        device = SimpleNamespace(type="cuda")
+        calls: list = []
+
+        def warmup(self, size, timesteps):
+            self.calls.append(("warmup", size, list(timesteps), threading.current_thread().name))
+
+        def interpolate(self, frame0, frame1, timesteps):
+            self.calls.append(("interpolate", frame0.shape[:2], list(timesteps), threading.current_thread().name))
+            return super().interpolate(frame0, frame1, timesteps)
+    stand = Stand()
+    splice.splice_video(stand, str(video_factory()), str(tmp_path / "o.mp4"), frame_a="131", frame_b="290",
+                        time_indent="0", encode=splice.EncodeOptions(preset="ultrafast", audio=False))
+    assert [c[0] for c in stand.calls] == ["warmup", "interpolate"]
+    assert stand.calls[0][1] == (240, 320) and stand.calls[0][2] == [0.25, 0.5, 0.75]
+    assert stand.calls[0][3] == "model warm-up" and stand.calls[1][3] == threading.current_thread().name
