@@ -307,10 +307,11 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     watch.seconds.update(timings or {})
     started = time.perf_counter()
     gaps: list = []
+    copy: list = []
     with watch("write"):
         with atomic_output(output) as tmp:
             generated_at = render(job.source, job.timeline(), interpolator, tmp, encode, watch, progress,
-                                  save_generated, gaps)
+                                  save_generated, gaps, copy)
     for g in gaps:
         say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
     watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
@@ -320,6 +321,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     make = _splice_report if job.kind == "splice" else _edit_report
     result = make(job, output, encode, info, generated_at, watch.seconds)
     result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
+    result["copy_unchanged"] = encode.copy_unchanged
+    result["copy"] = copy
     if report:
         write_report(result, report)
     total = result["output_frames"]

@@ -31,9 +31,10 @@ from .plan import Bridge, Span
 
 COPY_MODES = ("auto", "on", "off")
 NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
-COPYABLE_PIXEL_FORMATS = ("yuv420p", "yuvj420p")   # what the encoder of the pieces writes
+# The source pixel formats whose pictures an output of each format can copy.
+COPYABLE_PIXEL_FORMATS = {"yuv420p": ("yuv420p", "yuvj420p"), "yuv420p10le": ("yuv420p10le",)}
 X264_PROFILES = {"Baseline": "baseline", "Constrained Baseline": "baseline", "Main": "main",
-                 "High": "high"}
+                 "High": "high", "High 10": "high10"}
 ENCODER_REORDER = 2   # libx264 never signals more than 2 reordered frames (B-pyramid)
 MAX_SPS_ID = 31
 
@@ -134,7 +135,7 @@ class PacketIndex:
             self.config = AvcConfig.parse(stream.codec_context.extradata)
             length = self.config.length_size if self.config else 4
             ranks, idr, self.dts, self.pts = [], [], [], []
-            first, last = source.index.pts[0], source.index.pts[-1]
+            first = source.index.pts[0]
             count = source.frame_count
             for packet in container.demux(stream):
                 if packet.size == 0:
@@ -182,20 +183,23 @@ class PacketIndex:
 
 # --- whether the source can be copied at all --------------------------------------------------
 
-def copy_blocker(source: VideoSource, index: PacketIndex | None) -> str | None:
-    """Why no frame of this source can be copied into an H.264 output of its own size, or None."""
+def copy_blocker(source: VideoSource, index: PacketIndex | None, pix_fmt: str = "yuv420p") -> str | None:
+    """Why no frame of this source can be copied into an H.264 output of its own size in `pix_fmt`,
+    or None."""
     if source.codec != "h264":
         return f"the source's video is {source.codec}, not H.264"
+    if source.variable_rate:
+        return "the source has a variable frame rate, which the output makes constant"
     if source.width % 2 or source.height % 2:
         return f"the source's size {source.width}x{source.height} is odd and gets padded"
     container = _open(source.path)
     try:
         ctx = container.streams.video[0].codec_context
-        pix_fmt, profile = ctx.pix_fmt, ctx.profile
+        src_fmt, profile = ctx.pix_fmt, ctx.profile
     finally:
         container.close()
-    if pix_fmt not in COPYABLE_PIXEL_FORMATS:
-        return f"the source's pixel format {pix_fmt} is not the 4:2:0 8-bit that the output is written in"
+    if src_fmt not in COPYABLE_PIXEL_FORMATS.get(pix_fmt, ()):
+        return f"the source's pixel format {src_fmt} is not the output's {pix_fmt}"
     if profile not in X264_PROFILES:
         return f"the source's H.264 profile {profile} cannot be matched by the encoder"
     if index is None or index.config is None or not index.config.sps:
@@ -259,8 +263,8 @@ def _span_plan(span: Span, index: PacketIndex) -> tuple[list, dict]:
                     "why": ("encoded " + " and ".join(notes)) if notes else None}
 
 
-def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketIndex | None = None
-              ) -> tuple[list, list[dict], str | None]:
+def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketIndex | None = None,
+              pix_fmt: str = "yuv420p") -> tuple[list, list[dict], str | None]:
     """The pieces to write, the per-entry report, and why nothing is copied (None if something is)."""
     if mode not in COPY_MODES:
         raise UserError(f"--copy-unchanged {mode!r} is not one of {', '.join(COPY_MODES)}")
@@ -274,7 +278,7 @@ def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketI
         return all_encoded("copying is off")
     if index is None and source.codec == "h264":
         index = PacketIndex(source)
-    why = copy_blocker(source, index)
+    why = copy_blocker(source, index, pix_fmt)
     if why is not None:
         if mode == "on":
             raise UserError(f"Cannot copy the unchanged footage: {why}; use --copy-unchanged auto or off")
@@ -388,11 +392,11 @@ def _encoder(writer: ClipWriter):
 
 
 def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_frames: Callable,
-                   *, crf: int = 17, preset: str = "medium", mode: str = "auto",
-                   audio: np.ndarray | None = None, progress: Callable[[int], None] | None = None,
-                   ) -> list[dict]:
+                   *, crf: int = 17, preset: str = "medium", pix_fmt: str = "yuv420p",
+                   mode: str = "auto", audio: np.ndarray | None = None,
+                   progress: Callable[[int], None] | None = None) -> list[dict]:
     """Write `timeline` (Span and Bridge entries in output order) to `path` as H.264 at the
-    source's rate, copying unchanged footage where `mode` ("auto", "on", "off") allows.
+    source's rate in `pix_fmt`, copying unchanged footage where `mode` ("auto", "on", "off") allows.
 
     `bridge_frames(bridge, left, right)` returns a Bridge's frames (RGB uint8, (H, W, 3)) given its
     decoded endpoint frames; `audio` is the whole output's soundtrack, float32 (channels, samples),
@@ -400,8 +404,8 @@ def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_fr
     per timeline entry: its own fields, the "copied" and "encoded" frame counts, "copied_src"
     (the source frames copied, [first, stop]) where any were, and "why" the rest was encoded."""
     index = PacketIndex(source) if mode != "off" and source.codec == "h264" else None
-    pieces, report, whole = plan_copy(source, timeline, mode, index)
-    writer = ClipWriter(path, source, crf, audio is not None, preset)
+    pieces, report, whole = plan_copy(source, timeline, mode, index, pix_fmt)
+    writer = ClipWriter(path, source, crf, audio is not None, preset, pix_fmt)
     try:
         _write(writer, source, index if whole is None else None, pieces, bridge_frames, audio, progress)
     except BaseException:

@@ -143,6 +143,17 @@ def test_closed_gops_are_copied_exactly(sources, tmp_path, params):
     assert copied == report[0]["copied"] + report[2]["copied"] >= 70
 
 
+def test_ten_bit_source_into_ten_bit_output(sources, tmp_path):
+    path = sources("10bit", pix_fmt="yuv420p10le", params="keyint=30:bframes=3")
+    source = VideoSource(path)
+    out = str(tmp_path / "out.mp4")
+    report = write_timeline(out, source, TIMELINE, bridge_frames, preset="ultrafast", pix_fmt="yuv420p10le")
+    assert report[0]["copied"] > 0 and report[2]["copied"] > 0
+    check(out, path, TIMELINE, report)
+    eight = write_timeline(str(tmp_path / "8.mp4"), source, TIMELINE, bridge_frames, preset="ultrafast")
+    assert eight[0]["copied"] == 0 and "yuv420p10le is not the output's yuv420p" in eight[0]["why"]
+
+
 def test_copied_runs_start_at_idr_and_end_at_clean_cuts(sources):
     source = VideoSource(sources("closed", params="keyint=30:bframes=3:b-pyramid=normal"))
     index = PacketIndex(source)
