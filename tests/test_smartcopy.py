@@ -296,3 +296,32 @@ def test_real_clip(tmp_path, name):
     assert all(got[k] == want[shown[k]] for k in copied_out)
     assert len(copied_out) == sum(r["copied"] for r in report)
     assert all(psnr(got_rgb[k], want_rgb[shown[k]]) >= 35 for k in encoded_out)
+
+
+def test_cli_splice_copies_and_still_verifies(video_factory, run_cli, tmp_path):
+    from splice.verify import verify
+    video = video_factory()   # 425 frames at 25 fps, GOPs of 30 with B-frames, sound
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", video, "--output", out, "--frame-a", 130, "--frame-b", 290, "--time-indent", "0",
+                "--model", "flow", "--preset", "veryfast", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rep = r.report
+    assert rep["copy_unchanged"] == "auto"
+    assert [c["out"] for c in rep["copy"]] == [e["out"] for e in rep["timeline"]]
+    assert sum(c["copied"] for c in rep["copy"]) > 250
+    assert verify(str(out), rep).problems == []
+    off = run_cli("--input", video, "--output", tmp_path / "off.mp4", "--frame-a", 130, "--frame-b", 290,
+                  "--time-indent", "0", "--model", "flow", "--preset", "veryfast", "--quiet",
+                  "--copy-unchanged", "off")
+    assert off.returncode == 0 and sum(c["copied"] for c in off.report["copy"]) == 0
+    assert off.report["timeline"] == rep["timeline"]
+
+
+def test_cli_on_fails_in_one_line_when_nothing_can_be_copied(video_factory, run_cli, tmp_path):
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", video_factory(), "--output", out, "--model", "blend", "--quiet",
+                "--pix-fmt", "yuv420p10le", "--copy-unchanged", "on", report=False)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ")
+    assert "yuv420p is not the output's yuv420p10le" in r.stderr
+    assert not out.exists()
