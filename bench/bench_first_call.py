@@ -3,7 +3,7 @@
 later ones (with Triton's kernel cache cold, then warm, in a second process), the time interpolate()
 spends beyond the network, and which heavy parts of torch the eager path imports.
 
-    python3 bench/bench_first_call.py [--device cuda] [--models vfimamba_s,vfimamba,rife]
+    python3 -m bench.bench_first_call [--device cuda] [--models vfimamba_s,vfimamba,rife]
         [--res 720p] [--weights-s W.pkl] [--trace] [--results bench/results/first_call.md]
 
 Each (model, cache state) runs in a fresh interpreter. "cold" starts with an empty cache folder
@@ -31,7 +31,6 @@ HEAVY = ("torch._dynamo", "torch._inductor", "torch.fx", "sympy", "torch.distrib
 CHILD = r'''
 import json, statistics, sys, time
 t0 = time.perf_counter()
-sys.path.insert(0, REPO)
 import torch
 t_torch = time.perf_counter() - t0
 base = set(sys.modules)
@@ -120,7 +119,6 @@ def make_weights(model: str, folder: Path, weights_s: str | None) -> str:
     if not path.exists():
         code = textwrap.dedent(f"""
             import sys, torch
-            sys.path.insert(0, {str(REPO)!r})
             torch.manual_seed(0)
             if {model!r} == "rife":
                 from rife.ifnet import IFNet
@@ -130,7 +128,7 @@ def make_weights(model: str, folder: Path, weights_s: str | None) -> str:
                 net = VFIMambaNet(Config(F={32 if model == 'vfimamba' else 16}))
             torch.save(net.state_dict(), {str(path)!r})
         """)
-        subprocess.run([sys.executable, "-c", code], check=True)
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
     return str(path)
 
 
@@ -140,7 +138,8 @@ def run_child(model, weights, device, res, cache, n, trace, warmup=False, profil
             f"COMPILE={compile}\n" + CHILD)
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     env.pop("TRITON_CACHE_DIR", None)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900,
+                          cwd=REPO)
     for tag in ("TRACE", "PROFILE"):
         if tag in proc.stderr:
             print(proc.stderr[proc.stderr.index(tag):][:6000], file=sys.stderr)

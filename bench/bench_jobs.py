@@ -15,10 +15,9 @@ import datetime
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.bench_pipeline import machine, timed
+from bench.bench_pipeline import append_results, machine, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 D6 = ROOT.parent / "shared" / "media" / "d6.mp4"
@@ -75,12 +74,8 @@ def main() -> None:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     text = "\n".join([f"\n## {stamp} on {machine()}\n", "| what | model | | | |", "|---|---|---|---|---|", *rows]) + "\n"
     print(text)
-    results = ROOT / "bench" / "results" / "jobs.md"
-    if not results.exists():
-        results.write_text("# Many jobs per model load, and long edits\n\nMade by `python3 -m bench.bench_jobs`: whole "
-                           "commands, wall time and each command's own peak RSS (wait4).\n")
-    with open(results, "a") as f:
-        f.write(text)
+    append_results("jobs", "# Many jobs per model load, and long edits\n\nMade by `python3 -m bench.bench_jobs`: whole "
+                           "commands, wall time and each command's own peak RSS (wait4).\n", text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Milliseconds per generated frame for each model the CLI offers, at several sizes.
 
-    python3 bench/bench_models.py [--models blend,flow,rife,vfimamba] [--sizes 480p,720p,1080p] [--device auto]
+    python3 -m bench.bench_models [--models blend,flow,rife,vfimamba] [--sizes 480p,720p,1080p] [--device auto]
 
 Times `interpolate(frame0, frame1, [0.5])` through `splice.models.load_interpolator` (what the CLI runs),
 on two frames of the drawn sample scene, after one warm-up call; the median of --repeats runs.
@@ -12,16 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from bench_pipeline import machine  # noqa: E402
+from bench.bench_pipeline import append_results, machine  # noqa: E402
 from splice.models import load_interpolator  # noqa: E402
 from splice.sample import draw  # noqa: E402
 
@@ -61,12 +59,8 @@ def main():
     lines += [f"| {d} | {s} | {t:.1f} | {m} |" for d, s, t, m in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results" / "models.md"
-    if not out.exists():
-        out.write_text("# Models: ms per generated frame\n\nMade by `bench/bench_models.py` (one timestep per call, "
-                       "the way the CLI calls models, including upload, padding and conversion).\n")
-    with open(out, "a") as f:
-        f.write(text)
+    append_results("models", "# Models: ms per generated frame\n\nMade by `python3 -m bench.bench_models` (one timestep per call, "
+                       "the way the CLI calls models, including upload, padding and conversion).\n", text)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Whole-CLI wall time and peak memory against the I/O floor.
 
-    python3 bench/bench_pipeline.py INPUT.mp4 [INPUT2.mp4 ...] [--model rife] [--device auto]
+    python3 -m bench.bench_pipeline INPUT.mp4 [INPUT2.mp4 ...] [--model rife] [--device auto]
 
 For each input it runs the real command line (default options: auto indent, audio) as a child
 process, reads its per-stage timings from --report, then measures the I/O floor: decoding
@@ -21,11 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def machine() -> str:
@@ -46,6 +44,17 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores (CPU only)"
 
 
+def append_results(name: str, header: str, text: str) -> Path:
+    """Append a dated table to bench/results/NAME.md, starting the file with `header` if it is new."""
+    results = ROOT / "bench" / "results" / f"{name}.md"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    if not results.exists():
+        results.write_text(header)
+    with open(results, "a") as f:
+        f.write(text)
+    return results
+
+
 def timed(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stderr of a command (its own peak, read with wait4)."""
     with tempfile.TemporaryFile("w+") as err:
@@ -62,23 +71,24 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
 
 
 def floor(report_path: str) -> None:
+    """Decode exactly the source frames the report's timeline shows and encode as many frames as
+    the output has (the bridges' frames are stand-ins: the frame before them again)."""
     from splice.media import ClipWriter, VideoSource
-    from splice.plan import plan_splice
+    from splice.plan import Span
+    from splice.verify import timeline_of
     rep = json.loads(Path(report_path).read_text())
     start = time.perf_counter()
     source = VideoSource(rep["input"])
-    plan = plan_splice(source.rate, source.frame_count, rep["a"]["index"], rep["b"]["index"],
-                       rep["indent"]["i"], rep["m"])
     with tempfile.TemporaryDirectory() as tmp:
         writer = ClipWriter(os.path.join(tmp, "floor.mp4"), source, rep["crf"], audio=False)
         last = None
-        for _, frame in source.frames(plan.before.start, plan.before.stop):
-            writer.write_source(frame)
-            last = frame
-        for _ in range(plan.generated):      # stand-ins for generated frames: no model
-            writer.write_source(last)
-        for _, frame in source.frames(plan.after.start, plan.after.stop):
-            writer.write_source(frame)
+        for entry in timeline_of(rep, source):
+            if isinstance(entry, Span):
+                for _, last in source.frames(entry.src, entry.src + entry.count):
+                    writer.write_source(last)
+            else:
+                for _ in range(entry.count):      # stand-ins for generated frames: no model
+                    writer.write_source(last)
         writer.close()
     print(json.dumps({"floor_seconds": round(time.perf_counter() - start, 3)}))
 
@@ -100,7 +110,7 @@ def main() -> None:
                    "--model", args.model, "--device", args.device, "--report", report, "--quiet"]
             wall, rss, _ = timed(cli)
             rep = json.loads(Path(report).read_text())
-            fwall, frss, _ = timed([sys.executable, __file__, "--floor-only", report])
+            fwall, frss, _ = timed([sys.executable, "-m", "bench.bench_pipeline", "--floor-only", report])
         t = rep["timings"]
         rows.append({
             "input": f"{Path(path).name} ({rep['size'][0]}x{rep['size'][1]}, {rep['fps']:.3g} fps, "
@@ -119,14 +129,9 @@ def main() -> None:
                      f"{s['probe']:.2f} / {s['model_load']:.2f} / {s['analyse']:.2f} / {s['audio']:.2f} / {s['generate']:.2f} / {s['write']:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    results = ROOT / "bench" / "results" / "pipeline.md"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    if not results.exists():
-        results.write_text("# Pipeline: whole CLI against the I/O floor\n\nMade by `bench/bench_pipeline.py`. "
+    append_results("pipeline", "# Pipeline: whole CLI against the I/O floor\n\nMade by `python3 -m bench.bench_pipeline`. "
                            "The floor decodes exactly the frames the splice shows and encodes 3n frames (no analysis, "
-                           "no model, no audio); both run as separate processes; peak RSS is each process's own (wait4).\n")
-    with open(results, "a") as f:
-        f.write(text)
+                           "no model, no audio); both run as separate processes; peak RSS is each process's own (wait4).\n", text)
 
 
 if __name__ == "__main__":

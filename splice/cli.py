@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import api
+from . import api, seam
 from .errors import UserError
 from .models import MODEL_NAMES, load_interpolator
 from .render import EncodeOptions, Stopwatch
@@ -36,6 +36,18 @@ examples:
 
 # Options that belong to the model or the run as a whole: the same for every job of --jobs.
 RUN_WIDE = ("model", "ckpt", "tta", "offline", "device", "jobs", "quiet")
+
+
+class _BadValue(argparse.ArgumentTypeError, ValueError):
+    pass
+
+
+def interp_frames(value):
+    """--interp-frames N (0 or more) or auto."""
+    try:
+        return seam.parse_interp_frames(value)
+    except ValueError as e:
+        raise _BadValue(str(e).removeprefix("--interp-frames ")) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,8 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let each junction move by up to this much, as a roll edit (the total length is kept), "
                         "to find easier endpoints (default 0)")
     g = p.add_argument_group("the bridge and the model")
-    g.add_argument("--interp-frames", type=int, default=3, metavar="N",
-                   help="how many frames each bridge generates (default 3)")
+    g.add_argument("--interp-frames", type=interp_frames, default="auto", metavar="N|auto",
+                   help="how many frames each bridge generates: auto (default) as many as make the bridge "
+                        f"move at the clip's own pace, 1 to {seam.AUTO_CAP}; or a number (the seed's was 3)")
+    g.add_argument("--hard-bridge", choices=seam.HARD_BRIDGE, default="warn",
+                   help="when a bridge's endpoints are too different for any interpolator (another shot, an "
+                        "object entering, a large pose change): warn (default) prints one line and bridges them "
+                        "anyway, crossfade makes that bridge a plain crossfade, fail writes nothing and exits 2")
     g.add_argument("--model", choices=MODEL_NAMES, default="auto",
                    help="auto (default): vfimamba if a checkpoint is found, else rife, else flow; "
                         "blend is a plain crossfade")
@@ -129,7 +146,7 @@ def _check_job(opts) -> None:
     if not opts.input or not opts.output:
         raise UserError("give --input and --output (or --jobs FILE)")
     _encode(opts)
-    if opts.interp_frames < 0:
+    if opts.interp_frames != "auto" and opts.interp_frames < 0:
         raise UserError(f"--interp-frames is {opts.interp_frames}; it must be 0 or more")
     if (opts.keep or opts.edit) and (opts.frame_a or opts.frame_b or opts.time_indent != "auto"):
         raise UserError("--frame-a, --frame-b and --time-indent make the 15-s splice; --keep and --edit make an "
@@ -174,7 +191,9 @@ def _prepare(opts, progress: bool, say, watch: Stopwatch):
         say(f"indent: {plan.indent} frames ({float(plan.indent / rate):.3f} s), difficulty {info['score']:.3f} "
             f"(indent 0 would be {info['score_at_zero']:.3f}; best of {len(info['scores'])})")
     say(f"splice: A = frame {plan.a} -> 5 s, B = frame {plan.b} -> 10 s; generating {plan.generated} frames "
-        f"between frames {plan.left} and {plan.right}")
+        f"between frames {plan.left} and {plan.right}"
+        + (f" (auto: {job.frames['motion']:.1f} px of motion at the clip's {job.frames['natural']['median']:.2f} px "
+           f"per frame, at most {job.frames['cap']})" if job.frames else ""))
     return job
 
 
@@ -205,13 +224,15 @@ def run_one(opts, model: _Model, progress: bool, say) -> dict:
     watch = Stopwatch()
     started = time.perf_counter()
     job = _prepare(opts, progress, say, watch)
+    with watch("seam"):
+        api.guard_bridges(job, opts.hard_bridge, say)    # --hard-bridge fail refuses before the model loads
     fresh = model.loaded is None
     loaded = model.get()
     if fresh:
         watch.seconds["model_load"] = model.seconds
     watch.seconds["total"] = round(time.perf_counter() - started, 3)
     return api.render_job(loaded, job, opts.output, _encode(opts), opts.report, opts.save_generated,
-                          progress, say, watch.seconds)
+                          progress, say, watch.seconds, opts.hard_bridge)
 
 
 # --- --jobs -----------------------------------------------------------------------------------

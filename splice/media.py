@@ -679,9 +679,11 @@ class ClipWriter:
         if self.audio is None:
             return
         self.container.start_encoding()  # header and codecs set up here, before the thread uses one
-        self._audio_thread = threading.Thread(target=self._encode_audio, args=(samples,), daemon=True,
-                                              name="aac encoder")
-        self._audio_thread.start()
+        thread = threading.Thread(target=self._encode_audio, args=(samples,), daemon=True, name="aac encoder")
+        thread.start()
+        # Only a started thread is recorded, so that abort() (a signal can land between the two
+        # lines above) never joins a thread that will not run.
+        self._audio_thread = thread
 
     def _encode_audio(self, samples: np.ndarray) -> None:
         try:
@@ -727,7 +729,7 @@ class ClipWriter:
     def abort(self) -> None:
         """Stop without flushing: the caller is about to delete the file."""
         self._audio_stop.set()
-        if self._audio_thread is not None:
+        if self._audio_thread is not None and self._audio_thread.ident is not None:
             self._audio_thread.join()
         try:
             self.container.close()

@@ -66,10 +66,14 @@ class Stopwatch:
 
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
-           audio_gaps: list[AudioGap] | None = None, copy: list[dict] | None = None) -> list[int]:
+           audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
+           on_bridge=None, copy: list[dict] | None = None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
-    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`, and
-    what was copied and what encoded, per timeline entry, to `copy`."""
+    of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
+    `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
+    hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
+    endpoints and generated frames (the seam score). What was copied and what encoded, per
+    timeline entry, is appended to `copy`."""
     total = timeline[-1].out + timeline[-1].count
     generated_at: list[int] = []
     warming = _warm_up(interpolator, source, timeline)
@@ -84,7 +88,10 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
             if warming is not None:
                 warming.join()
                 warming = None
-            frames = _generate(interpolator, left, right, bridge)
+            model = (overrides or {}).get(bridge.out, interpolator)
+            left_rgb, right_rgb, frames = _generate(model, left, right, bridge)
+        if on_bridge is not None:
+            on_bridge(bridge, left_rgb, right_rgb, frames)
         for k, rgb in zip(range(bridge.out, bridge.out + bridge.count), frames):
             generated_at.append(k)
             if save_generated:
@@ -120,7 +127,7 @@ def _warm_up(interpolator, source: VideoSource, timeline: list[Entry]):
     return thread
 
 
-def _generate(interpolator, left, right, bridge: Bridge) -> list:
+def _generate(interpolator, left, right, bridge: Bridge) -> tuple:
     left_rgb, right_rgb = to_rgb(left), to_rgb(right)
     frames = interpolator.interpolate(left_rgb, right_rgb, [float(t) for t in bridge.timesteps])
     if len(frames) != bridge.count:
@@ -128,4 +135,4 @@ def _generate(interpolator, left, right, bridge: Bridge) -> list:
     for rgb in frames:
         if rgb.shape != left_rgb.shape or rgb.dtype.name != "uint8":
             raise RuntimeError(f"the model returned {rgb.shape} {rgb.dtype}, expected {left_rgb.shape} uint8")
-    return frames
+    return left_rgb, right_rgb, frames

@@ -17,7 +17,6 @@ HEAVY = ("torch._dynamo", "torch._inductor", "torch.fx", "sympy", "torch.distrib
 
 _PROBE = """
 import json, sys
-sys.path.insert(0, {root!r})
 import torch
 base = set(sys.modules)
 import numpy as np
@@ -39,7 +38,8 @@ def heavy_imports(load: str, h: int = 64, w: int = 96, timeout: float = 300) -> 
     """Run `load` (code that binds `model`) and one interpolation in a fresh interpreter; returns
     {"base_heavy": heavy modules plain `import torch` loaded, "new_heavy": those loaded after it}."""
     code = _PROBE.format(root=str(ROOT), load=textwrap.dedent(load).strip(), h=h, w=w, heavy=HEAVY)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)  # the child imports the checkout from its working folder
     lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE")]
     assert proc.returncode == 0 and lines, f"probe failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return json.loads(lines[-1][len("PROBE"):])

@@ -90,7 +90,7 @@ def test_two_junctions_with_a_jump_back(video_factory, run_cli, tmp_path, rate):
 def test_one_junction_is_the_easiest_pair_and_times_name_frames_on_screen(video_factory, run_cli, tmp_path):
     src = video_factory()                                  # 25 fps, 17 s
     out = tmp_path / "e.mp4"
-    r = run_cli("--input", src, "--output", out, "--keep=-6s", "--keep", "10s-", *FAST)
+    r = run_cli("--input", src, "--output", out, "--keep=-6s", "--keep", "10s-", "--interp-frames", 3, *FAST)
     assert r.returncode == 0, r.stderr
     rep = r.report
     assert rep["ranges"] == [[0, 150], [250, 425]]         # empty ends: the video's start and end
@@ -160,7 +160,7 @@ def test_cut_list_files_give_the_same_edit_as_keep(video_factory, run_cli, tmp_p
 
 def test_the_splice_report_has_its_timeline(video_factory, run_cli, tmp_path):
     r = run_cli("--input", video_factory(), "--output", tmp_path / "s.mp4", "--frame-a", 131, "--frame-b", 290,
-                "--time-indent", "0.4", *FAST)
+                "--time-indent", "0.4", "--interp-frames", 3, *FAST)
     assert r.returncode == 0, r.stderr
     assert r.report["kind"] == "splice"
     assert r.report["timeline"] == [{"out": 0, "src": 6, "count": 136},
@@ -182,7 +182,8 @@ def test_the_splice_report_has_its_timeline(video_factory, run_cli, tmp_path):
 def test_bad_keep_ranges(video_factory, run_cli, tmp_path, keeps, phrase):
     from test_errors import assert_refused
     out = tmp_path / "o.mp4"
-    r = run_cli("--input", video_factory(), "--output", out, *[a for k in keeps for a in ("--keep", k)], *FAST)
+    r = run_cli("--input", video_factory(), "--output", out, *[a for k in keeps for a in ("--keep", k)],
+                "--interp-frames", 3, *FAST)
     assert_refused(r, out, phrase)
 
 

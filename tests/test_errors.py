@@ -74,14 +74,15 @@ def test_too_short_synthetic(run_cli, tmp_path):
 ])
 def test_a_and_b_out_of_range(video_factory, run_cli, tmp_path, a, b, phrase):
     out = tmp_path / "o.mp4"
-    r = run_cli("--input", video_factory(), "--output", out, "--frame-a", a, "--frame-b", b, *FAST)
+    r = run_cli("--input", video_factory(), "--output", out, "--frame-a", a, "--frame-b", b,
+                "--interp-frames", 3, *FAST)
     assert_refused(r, out, phrase)
 
 
 def test_indent_too_large(video_factory, run_cli, tmp_path):
     out = tmp_path / "o.mp4"
     r = run_cli("--input", video_factory(), "--output", out, "--frame-a", 130, "--frame-b", 290,
-                "--model", "flow", "--time-indent", "4.9")
+                "--model", "flow", "--time-indent", "4.9", "--interp-frames", 3)
     assert_refused(r, out, "use an indent of at most 120 frames")
 
 

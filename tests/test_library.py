@@ -176,7 +176,7 @@ def test_a_gpu_model_is_warmed_up_beside_the_first_span(video_factory, tmp_path)
             return super().interpolate(frame0, frame1, timesteps)
     stand = Stand()
     splice.splice_video(stand, str(video_factory()), str(tmp_path / "o.mp4"), frame_a="131", frame_b="290",
-                        time_indent="0", encode=splice.EncodeOptions(preset="ultrafast", audio=False))
+                        time_indent="0", interp_frames=3, encode=splice.EncodeOptions(preset="ultrafast", audio=False))
     assert [c[0] for c in stand.calls] == ["warmup", "interpolate"]
     assert stand.calls[0][1] == (240, 320) and stand.calls[0][2] == [0.25, 0.5, 0.75]
     assert stand.calls[0][3] == "model warm-up" and stand.calls[1][3] == threading.current_thread().name

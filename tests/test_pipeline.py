@@ -35,7 +35,7 @@ def test_layout_audio_and_report_at_25fps(video_factory, run_cli, tmp_path):
     out = tmp_path / "out.mp4"
     gen = tmp_path / "gen"
     r = run_cli("--input", src, "--output", out, "--frame-a", 131, "--frame-b", 290,
-                "--time-indent", "0.4", "--save-generated", gen, *FAST)
+                "--time-indent", "0.4", "--interp-frames", 3, "--save-generated", gen, *FAST)
     assert r.returncode == 0, r.stderr
     rep = r.report
     assert (rep["n"], rep["indent"]["i"], rep["m"], rep["j"]) == (125, 10, 3, 111)
@@ -97,7 +97,8 @@ def test_layout_at_other_rates(video_factory, run_cli, tmp_path, rate):
 
 def test_auto_indent_picks_the_lowest_score(video_factory, run_cli, tmp_path):
     src = video_factory()
-    r = run_cli("--input", src, "--output", tmp_path / "o.mp4", "--frame-a", 140, "--frame-b", 280, *FAST)
+    r = run_cli("--input", src, "--output", tmp_path / "o.mp4", "--frame-a", 140, "--frame-b", 280,
+                "--interp-frames", 3, *FAST)
     assert r.returncode == 0, r.stderr
     ind = r.report["indent"]
     assert ind["mode"] == "auto" and len(ind["scores"]) == 125 - 2 - 3 + 1
@@ -182,7 +183,7 @@ def test_vfimamba_wiring_with_fixture_weights(video_factory, run_cli, tmp_path):
     out, gen = tmp_path / "o.mp4", tmp_path / "gen"
     r = run_cli("--input", video_factory(), "--output", out, "--model", "vfimamba", "--ckpt", ckpt,
                 "--device", "cpu", "--frame-a", 130, "--frame-b", 290, "--time-indent", "0",
-                "--save-generated", gen, "--preset", "ultrafast", "--quiet")
+                "--interp-frames", 3, "--save-generated", gen, "--preset", "ultrafast", "--quiet")
     assert r.returncode == 0, r.stderr
     assert r.report["model"]["name"] == "vfimamba_s" and "F=16" in r.report["model"]["description"]
     assert r.report["model"]["why"] == "asked for with --model vfimamba"

@@ -1,6 +1,5 @@
 """RIFE: equivalence with the Practical-RIFE reference, and the weights download/cache."""
 import hashlib
-import sys
 import zipfile
 from pathlib import Path
 
@@ -8,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import rife  # noqa: E402
 from rife import weights  # noqa: E402

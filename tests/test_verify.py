@@ -49,7 +49,7 @@ def splice(video_factory, tmp_path_factory):
     folder = tmp_path_factory.mktemp("verify")
     out, rep = folder / "good.mp4", folder / "good.json"
     report = lib.splice_video(lib.load_interpolator("flow"), str(src), str(out), frame_a="131", frame_b="290",
-                              time_indent="0.4", encode=lib.EncodeOptions(preset="veryfast"), report=str(rep))
+                              time_indent="0.4", interp_frames=3, encode=lib.EncodeOptions(preset="veryfast"), report=str(rep))
     return out, report, rep
 
 

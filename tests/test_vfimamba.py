@@ -6,7 +6,6 @@ scan 5e-5 (10-25x the float32-vs-float64 error measured on the official code).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import vfimamba  # noqa: E402
 from vfimamba.checkpoint import load_net, read_state_dict  # noqa: E402

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import os
 
@@ -141,7 +140,6 @@ def test_fast_compiled_cuda(fx, backend):
 def test_eager_cuda_imports_no_compiler(model, tmp_path):
     """Loading each model on CUDA and interpolating imports none of torch's compiler stack (the Triton
     scan is launched directly; only compile=True registers anything with torch's compiler)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from import_probe import heavy_imports
     if model == "vfimamba":
         load = f"""
@@ -189,9 +187,8 @@ def test_triton_kernels_cached_in_user_folder(tmp_path):
     """A fresh process compiles the scan into $XDG_CACHE_HOME/interpolate_video/triton, and Triton's
     cache setting is back as it was once the launch returns."""
     import subprocess
-    code = f"""
+    code = """
 import os, sys, torch
-sys.path.insert(0, {str(REPO)!r})
 from vfimamba.scan_triton import selective_scan_triton
 g = torch.Generator(device="cuda").manual_seed(0)
 b, d, n, L = 1, 64, 16, 333
@@ -205,7 +202,8 @@ print("ENV", os.environ.get("TRITON_CACHE_DIR"))
 """
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
     env.pop("TRITON_CACHE_DIR", None)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ENV None" in proc.stdout
     cached = list((tmp_path / "interpolate_video" / "triton").rglob("*.cubin"))

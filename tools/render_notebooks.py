@@ -1,7 +1,7 @@
 """Execute demo.ipynb and find_indent.ipynb on a video and keep executed copies, figures and all.
 
-    python3 tools/render_notebooks.py                       # ../shared/media/d6.mp4, A=180, B=700
-    python3 tools/render_notebooks.py --input IN.mp4 --frame-a 250 --frame-b 900 --model flow
+    python3 -m tools.render_notebooks                       # ../shared/media/d6.mp4, A=180, B=700
+    python3 -m tools.render_notebooks --input IN.mp4 --frame-a 250 --frame-b 900 --model flow
 
 Writes outputs/demo.ipynb and outputs/find_indent.ipynb (plus .html copies when nbconvert is
 installed; it is not required), and the demo's splice as outputs/demo_splice.mp4 with its report
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             a, b = a or "180", b or "700"
         else:
             if not SAMPLE.exists():
-                from splice.sample import make_sample   # noqa: E402 (needs ROOT on sys.path)
+                from splice.sample import make_sample
                 print(f"{D6} is absent; making a sample input at {SAMPLE}")
                 make_sample(str(SAMPLE))
             source = str(SAMPLE)
@@ -140,5 +140,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())
