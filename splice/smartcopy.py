@@ -513,7 +513,12 @@ def _copy_run(container, stream, index: PacketIndex, piece: _Copy, to_annexb, mu
                     continue
             if (packet.dts, packet.pts) != (index.dts[p], index.pts[p]):
                 raise UserError(f"{index.path} reads differently the second time; the file may be damaged")
-            for out in to_annexb.filter(packet):
+            try:
+                filtered = to_annexb.filter(packet)
+            except av.error.FFmpegError:
+                raise UserError(f"Source frame {index.ranks[p]} of {index.path} cannot be read as H.264; "
+                                "the file may be damaged") from None
+            for out in filtered:
                 mux.put(out, piece.out + index.ranks[p] - run.first)
             p += 1
             if p == run.p1:
