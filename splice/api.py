@@ -424,10 +424,11 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
             c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
                                      c.natural)
     gaps: list = []
+    copy: list = []
     with watch("write"):
         with atomic_output(output) as tmp:
             generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
-                                  save_generated, gaps, overrides=overrides, on_bridge=measure)
+                                  save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy)
     for c in checks:
         say(f"{c.where()}: {c.seam.describe()}")
     for g in gaps:
@@ -441,6 +442,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     result["hard_bridge"] = hard_bridge
     result["bridges"] = [c.as_json() for c in checks]
     result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
+    result["copy_unchanged"] = encode.copy_unchanged
+    result["copy"] = copy
     if report:
         write_report(result, report)
     total = result["output_frames"]

@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pix-fmt", default="yuv420p", metavar="FORMAT",
                    help="yuv420p (default: 8-bit, plays everywhere) or yuv420p10le (keeps 10 bits of a 10-bit "
                         "source; 10-bit H.264 is not played by every device, many hardware decoders lack it)")
+    g.add_argument("--copy-unchanged", choices=("auto", "on", "off"), default="auto",
+                   help="auto (default): where the source is H.264 of the output's size and format, copy its "
+                        "compressed pictures for unchanged footage and encode only around the bridges; "
+                        "on: fail if that is not possible; off: encode every frame")
     g.add_argument("--report", metavar="PATH",
                    help="write a JSON report of what was done (with --jobs: a summary, and one report per job "
                         "beside it)")
@@ -133,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _encode(opts) -> EncodeOptions:
-    return EncodeOptions(crf=opts.crf, preset=opts.preset, audio=opts.audio, pix_fmt=opts.pix_fmt).check()
+    return EncodeOptions(crf=opts.crf, preset=opts.preset, audio=opts.audio, pix_fmt=opts.pix_fmt,
+                         copy_unchanged=opts.copy_unchanged).check()
 
 
 def _check_job(opts) -> None:

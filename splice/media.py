@@ -651,6 +651,18 @@ class ClipWriter:
     def write_rgb(self, rgb: np.ndarray) -> None:
         self._encode(self._from_rgb(rgb))
 
+    def encoder_frame(self, image) -> "av.VideoFrame":
+        """A decoded source frame or an RGB array as the frame this writer's encoder takes."""
+        return self._from_rgb(image) if isinstance(image, np.ndarray) else self._yuv(image)
+
+    def mux_packet(self, packet, until) -> None:
+        """Mux a video packet made elsewhere (copied, or from another encoder with this stream's
+        settings), then the audio that starts before `until` seconds (waiting for its encoder:
+        copied video comes faster than sound is encoded)."""
+        packet.stream = self.video
+        self.container.mux(packet)
+        self._mux_audio(until=until, wait=True)
+
     def _encode(self, frame) -> None:
         frame.pts = self.frames_written
         frame.time_base = self.time_base
@@ -693,16 +705,16 @@ class ClipWriter:
         finally:
             self._audio_packets.put(None)
 
-    def _mux_audio(self, until=None) -> None:
+    def _mux_audio(self, until=None, wait: bool = False) -> None:
         """Mux the encoded audio packets that start before `until` seconds (all of them if None,
-        waiting for the encoder to finish)."""
+        waiting for the encoder to finish; with `wait`, waiting for those before `until`)."""
         if self._audio_thread is None:
             return
         while True:
             packet = self._audio_waiting
             if packet is None:
                 try:
-                    packet = self._audio_packets.get(block=until is None)
+                    packet = self._audio_packets.get(block=until is None or wait)
                 except queue.Empty:
                     return
             if packet is None:  # the encoder is done

@@ -1,4 +1,4 @@
-"""Rendering a timeline: source spans decoded and re-encoded, bridges generated, sound cut to match.
+"""Rendering a timeline: source spans copied or re-encoded, bridges generated, sound cut to match.
 
 Any plan (the 15-s splice, an edit) is a timeline of `plan.Span` and `plan.Bridge` entries in
 output order; this module writes it, streaming, so that no more than a couple of frames are held
@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from .audio import timeline_audio
 from .errors import UserError
-from .media import PIX_FMTS, AudioGap, ClipWriter, VideoSource, to_rgb, upright
-from .plan import Bridge, Entry, Span
+from .media import PIX_FMTS, AudioGap, VideoSource, to_rgb, upright
+from .plan import Bridge, Entry
+from .smartcopy import COPY_MODES, write_timeline
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                 "veryslow", "placebo")
@@ -30,6 +31,7 @@ class EncodeOptions:
     preset: str = "medium"
     audio: bool = True
     pix_fmt: str = "yuv420p"
+    copy_unchanged: str = "auto"   # copy the source's packets for unchanged footage: auto, on, off
 
     def check(self) -> "EncodeOptions":
         if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
@@ -39,6 +41,8 @@ class EncodeOptions:
             raise UserError(f"--preset {self.preset!r} is not an x264 preset; choose one of {', '.join(X264_PRESETS)}")
         if self.pix_fmt not in PIX_FMTS:
             raise UserError(f"--pix-fmt {self.pix_fmt!r} is not one of {', '.join(PIX_FMTS)}")
+        if self.copy_unchanged not in COPY_MODES:
+            raise UserError(f"--copy-unchanged {self.copy_unchanged!r} is not one of {', '.join(COPY_MODES)}")
         return self
 
 
@@ -63,60 +67,43 @@ class Stopwatch:
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
            audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
-           on_bridge=None) -> list[int]:
+           on_bridge=None, copy: list[dict] | None = None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
     of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
     `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
     hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
-    endpoints and generated frames (the seam score)."""
+    endpoints and generated frames (the seam score). What was copied and what encoded, per
+    timeline entry, is appended to `copy`."""
     total = timeline[-1].out + timeline[-1].count
-    writer = ClipWriter(path, source, encode.crf, encode.audio, encode.preset, encode.pix_fmt)
     generated_at: list[int] = []
     warming = _warm_up(interpolator, source, timeline)
-    try:
-        if writer.audio is not None:
-            with watch("audio"):
-                writer.write_audio(timeline_audio(source, timeline, source.rate, audio_gaps))
-        with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
-            last = None                      # (index, frame) of the last source frame written
-            pending = None                   # a span's frames already opened by the bridge before it
-            for n, e in enumerate(timeline):
-                if isinstance(e, Span):
-                    frames = pending or source.frames(e.src, e.src + e.count)
-                    pending = None
-                    for k, frame in frames:
-                        writer.write_source(frame)
-                        last = (k, frame)
-                        bar.update(1)
-                    continue
-                left = last[1] if last is not None and last[0] == e.left else _decode(source, e.left)
-                after = timeline[n + 1] if n + 1 < len(timeline) else None
-                if isinstance(after, Span) and after.src == e.right:
-                    pending = _peeked(source.frames(after.src, after.src + after.count))
-                    right = pending.first
-                else:
-                    right = _decode(source, e.right)
-                with watch("generate"):
-                    if warming is not None:
-                        warming.join()
-                        warming = None
-                    model = (overrides or {}).get(e.out, interpolator)
-                    left_rgb, right_rgb, frames = _generate(model, left, right, e)
-                if on_bridge is not None:
-                    on_bridge(e, left_rgb, right_rgb, frames)
-                for k, rgb in zip(range(e.out, e.out + e.count), frames):
-                    writer.write_rgb(rgb)
-                    generated_at.append(k)
-                    bar.update(1)
-                    if save_generated:
-                        target = Path(save_generated) / f"{k:06d}.png"
-                        cv2.imwrite(str(target), cv2.cvtColor(upright(rgb, source.rotation), cv2.COLOR_RGB2BGR))
-        if writer.frames_written != total:
-            raise UserError(f"Only {writer.frames_written} of {total} frames could be read; the file may be damaged")
-    except BaseException:
-        writer.abort()
-        raise
-    writer.close()
+    sound = None
+    if encode.audio and source.audio:
+        with watch("audio"):
+            sound = timeline_audio(source, timeline, source.rate, audio_gaps)
+
+    def bridge_frames(bridge: Bridge, left, right) -> list:
+        nonlocal warming
+        with watch("generate"):
+            if warming is not None:
+                warming.join()
+                warming = None
+            model = (overrides or {}).get(bridge.out, interpolator)
+            left_rgb, right_rgb, frames = _generate(model, left, right, bridge)
+        if on_bridge is not None:
+            on_bridge(bridge, left_rgb, right_rgb, frames)
+        for k, rgb in zip(range(bridge.out, bridge.out + bridge.count), frames):
+            generated_at.append(k)
+            if save_generated:
+                target = Path(save_generated) / f"{k:06d}.png"
+                cv2.imwrite(str(target), cv2.cvtColor(upright(rgb, source.rotation), cv2.COLOR_RGB2BGR))
+        return frames
+    with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
+        info = write_timeline(path, source, timeline, bridge_frames, crf=encode.crf, preset=encode.preset,
+                              pix_fmt=encode.pix_fmt, mode=encode.copy_unchanged, audio=sound,
+                              progress=bar.update)
+    if copy is not None:
+        copy += info
     return generated_at
 
 
@@ -138,27 +125,6 @@ def _warm_up(interpolator, source: VideoSource, timeline: list[Entry]):
     thread = threading.Thread(target=run, name="model warm-up", daemon=True)
     thread.start()
     return thread
-
-
-def _decode(source: VideoSource, index: int):
-    for _, frame in source.frames(index, index + 1):
-        return frame
-    raise UserError(f"Frame {index} of {source.path} could not be decoded; the file may be damaged")
-
-
-class _peeked:
-    """An iterator of (index, frame) whose first frame has been taken already (and is given again)."""
-
-    def __init__(self, frames):
-        self._it = iter(frames)
-        self._head = next(self._it, None)
-        if self._head is None:
-            raise UserError("A source span could not be decoded; the file may be damaged")
-        self.first = self._head[1]
-
-    def __iter__(self):
-        yield self._head
-        yield from self._it
 
 
 def _generate(interpolator, left, right, bridge: Bridge) -> tuple:

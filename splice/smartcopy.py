@@ -1,0 +1,528 @@
+"""Write a timeline with the source's own compressed packets wherever the footage is unchanged.
+
+An output span that shows consecutive source frames is copied, packet for packet, from the first
+point in it where a copied run can begin (an IDR picture that nothing before it in decode order
+is shown after, and nothing after it is shown before) to the last point where every packet decoded
+so far has been shown (so no B-frame of the run refers past its end). Only the frames before that
+start, after that end, and the generated frames are encoded, by libx264 with the source's profile
+and level, each stretch a closed piece of its own that begins with an IDR picture. The output's
+parameter sets are the source's and the encoder's side by side, under different ids, all in the
+sample description (avc1) and in band before every IDR, so every decoder plays the joins.
+
+Every packet gets new timestamps on the output's constant-rate clock: output frame k is shown at
+k / r; decode times run one frame apart in decode order, delayed by the largest reordering any
+piece needs, so they rise across every join and never pass a presentation time.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Sequence
+
+import av
+import av.bitstream
+import numpy as np
+
+from .errors import UserError
+from .media import ClipWriter, VideoSource, _open
+from .plan import Bridge, Span
+
+COPY_MODES = ("auto", "on", "off")
+NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
+# The source pixel formats whose pictures an output of each format can copy.
+COPYABLE_PIXEL_FORMATS = {"yuv420p": ("yuv420p", "yuvj420p"), "yuv420p10le": ("yuv420p10le",)}
+X264_PROFILES = {"Baseline": "baseline", "Constrained Baseline": "baseline", "Main": "main",
+                 "High": "high", "High 10": "high10"}
+ENCODER_REORDER = 2   # libx264 never signals more than 2 reordered frames (B-pyramid)
+MAX_SPS_ID = 31
+
+
+# --- the bitstream, as far as copying needs it ------------------------------------------------
+
+def _unescape(rbsp: bytes) -> bytes:
+    """A NAL unit's payload without its emulation-prevention bytes (00 00 03 -> 00 00)."""
+    return rbsp.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _ue(data: bytes, bit: int) -> tuple[int, int]:
+    """An unsigned Exp-Golomb number read at `bit`; returns it and the position after it."""
+    zeros = 0
+    while not data[(bit + zeros) // 8] >> (7 - (bit + zeros) % 8) & 1:
+        zeros += 1
+    bit += zeros + 1
+    value = 0
+    for _ in range(zeros):
+        value = value << 1 | data[bit // 8] >> (7 - bit % 8) & 1
+        bit += 1
+    return (1 << zeros) - 1 + value, bit
+
+
+@dataclass
+class AvcConfig:
+    """The parts of an MP4 `avcC` record that copying needs."""
+    profile_idc: int
+    level_idc: int
+    length_size: int
+    sps: list[bytes]
+    pps: list[bytes]
+
+    @staticmethod
+    def parse(extradata: bytes | None) -> "AvcConfig | None":
+        if not extradata or len(extradata) < 7 or extradata[0] != 1:
+            return None
+        try:
+            pos, sps, pps = 6, [], []
+            for count, out in ((extradata[5] & 31, sps), (None, pps)):
+                if count is None:
+                    count, pos = extradata[pos], pos + 1
+                for _ in range(count):
+                    size = int.from_bytes(extradata[pos:pos + 2], "big")
+                    out.append(bytes(extradata[pos + 2:pos + 2 + size]))
+                    pos += 2 + size
+            return AvcConfig(extradata[1], extradata[3], (extradata[4] & 3) + 1, sps, pps)
+        except IndexError:
+            return None
+
+    def ids(self) -> tuple[set[int], set[int]]:
+        """The ids the parameter sets use (SPS ids, PPS ids)."""
+        sps_ids = {_ue(_unescape(s[1:]), 24)[0] for s in self.sps}
+        pps_ids = {_ue(_unescape(p[1:]), 0)[0] for p in self.pps}
+        return sps_ids, pps_ids
+
+    def annexb(self) -> bytes:
+        return b"".join(b"\x00\x00\x00\x01" + nal for nal in self.sps + self.pps)
+
+
+def nal_types(data: bytes, length_size: int) -> list[int]:
+    """nal_unit_type of every NAL unit in a length-prefixed (MP4) H.264 packet."""
+    types, pos = [], 0
+    while pos + length_size < len(data):
+        size = int.from_bytes(data[pos:pos + length_size], "big")
+        types.append(data[pos + length_size] & 31)
+        pos += length_size + size
+    return types
+
+
+# --- where copied runs may start and end ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Run:
+    """Source frames first .. stop-1, copied as the packets at decode positions p0 .. p1-1."""
+    first: int
+    stop: int
+    p0: int
+    p1: int
+    reorder: int   # the most frames any of its packets is decoded ahead of being shown
+
+
+class PacketIndex:
+    """The source's video packets in decode order (demuxed, nothing decoded), and the points
+    where a copied run can start and end.
+
+    Packets are ranked by the source frame they show (an edit list's cut-away frames rank before
+    or after all of them). Between decode positions j-1 and j the stream can be cut when every
+    packet before j ranks below every packet from j on; a run may start at such a cut when the
+    packet there is an IDR picture (open-GOP recovery points are not: their leading pictures
+    refer to the group before), and end at any later cut."""
+
+    def __init__(self, source: VideoSource):
+        self.path = source.path
+        container = _open(source.path)
+        try:
+            stream = container.streams.video[0]
+            self.config = AvcConfig.parse(stream.codec_context.extradata)
+            length = self.config.length_size if self.config else 4
+            ranks, idr, self.dts, self.pts = [], [], [], []
+            first = source.index.pts[0]
+            count = source.frame_count
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                t = packet.pts if packet.pts is not None else packet.dts
+                k = None if packet.is_discard else source.index.position(t)
+                ranks.append(k if k is not None else (-1 if t < first else count) if t is not None else -1)
+                idr.append(packet.is_keyframe and NAL_IDR in nal_types(bytes(packet), length))
+                self.dts.append(packet.dts)
+                self.pts.append(packet.pts)
+        finally:
+            container.close()
+        self.ranks = ranks
+        n = len(ranks)
+        before = [-2] * (n + 1)         # highest rank before each decode position
+        for j in range(n):
+            before[j + 1] = max(before[j], ranks[j])
+        after = [count + 1] * (n + 1)   # lowest rank from each decode position on
+        for j in range(n - 1, -1, -1):
+            after[j] = min(after[j + 1], ranks[j])
+        # A run's packets show frames rank[p0] .. before[p1]: contiguous, nothing discarded.
+        self.start_pos = {ranks[j]: j for j in range(n)
+                          if idr[j] and 0 <= ranks[j] == after[j] and before[j] < ranks[j]}
+        self.end_pos = {before[j] + 1: j for j in range(1, n + 1)
+                        if before[j] < after[j] and 0 <= before[j] < count}
+        self.starts, self.ends = sorted(self.start_pos), sorted(self.end_pos)
+        self.delay = [j - ranks[j] for j in range(n)]   # decode position minus frame shown
+
+    def run_within(self, first: int, stop: int) -> Run | None:
+        """The longest copyable run inside source frames first .. stop-1, or None."""
+        s = bisect.bisect_left(self.starts, first)
+        e = bisect.bisect_right(self.ends, stop) - 1
+        if s == len(self.starts) or e < 0 or self.ends[e] <= self.starts[s]:
+            return None
+        start, end = self.starts[s], self.ends[e]
+        p0, p1 = self.start_pos[start], self.end_pos[end]
+        offset = p0 - start
+        reorder = max(self.delay[p] - offset for p in range(p0, p1))
+        return Run(start, end, p0, p1, reorder)
+
+    def next_start(self, frame: int) -> int | None:
+        s = bisect.bisect_left(self.starts, frame)
+        return self.starts[s] if s < len(self.starts) else None
+
+
+# --- whether the source can be copied at all --------------------------------------------------
+
+def copy_blocker(source: VideoSource, index: PacketIndex | None, pix_fmt: str = "yuv420p") -> str | None:
+    """Why no frame of this source can be copied into an H.264 output of its own size in `pix_fmt`,
+    or None."""
+    if source.codec != "h264":
+        return f"the source's video is {source.codec}, not H.264"
+    if source.variable_rate:
+        return "the source has a variable frame rate, which the output makes constant"
+    if source.width % 2 or source.height % 2:
+        return f"the source's size {source.width}x{source.height} is odd and gets padded"
+    container = _open(source.path)
+    try:
+        ctx = container.streams.video[0].codec_context
+        src_fmt, profile = ctx.pix_fmt, ctx.profile
+    finally:
+        container.close()
+    if src_fmt not in COPYABLE_PIXEL_FORMATS.get(pix_fmt, ()):
+        return f"the source's pixel format {src_fmt} is not the output's {pix_fmt}"
+    if profile not in X264_PROFILES:
+        return f"the source's H.264 profile {profile} cannot be matched by the encoder"
+    if index is None or index.config is None or not index.config.sps:
+        return "the source's H.264 has no MP4-style parameter sets (avcC)"
+    try:
+        sps_ids, pps_ids = index.config.ids()
+    except IndexError:
+        return "the source's parameter sets cannot be read"
+    if max(sps_ids | pps_ids) >= MAX_SPS_ID:
+        return "the source's parameter sets use every id the encoder could take"
+    if not index.starts:
+        return "the source has no IDR picture to start a copy at"
+    return None
+
+
+# --- planning: which output frames are copied ------------------------------------------------
+
+@dataclass
+class _Encode:
+    """Output frames out .. out+count-1, encoded: source frames (src given) or a Bridge's."""
+    out: int
+    count: int
+    src: int | None = None
+    bridge: Bridge | None = None
+
+
+@dataclass
+class _Copy:
+    out: int
+    run: Run
+
+    @property
+    def count(self) -> int:
+        return self.run.stop - self.run.first
+
+
+def _span_plan(span: Span, index: PacketIndex) -> tuple[list, dict]:
+    """The pieces of one span and its report entry."""
+    info = {"out": span.out, "src": span.src, "count": span.count}
+    last = span.src + span.count
+    run = index.run_within(span.src, last)
+    if run is None:
+        nxt = index.next_start(span.src)
+        why = (f"no IDR picture in source frames {span.src}..{last - 1} to start a copy at"
+               if nxt is None or nxt >= last else
+               f"source frames {span.src}..{last - 1} hold no whole decodable run from the IDR at {nxt}")
+        return [_Encode(span.out, span.count, span.src)], {**info, "copied": 0, "encoded": span.count, "why": why}
+    pieces, notes = [], []
+    head = run.first - span.src
+    if head:
+        pieces.append(_Encode(span.out, head, span.src))
+        notes.append(f"{head} before the first IDR in the span (source {run.first})")
+    pieces.append(_Copy(span.out + head, run))
+    tail = last - run.stop
+    if tail:
+        pieces.append(_Encode(span.out + head + run.stop - run.first, tail, run.stop))
+        notes.append(f"{tail} after the last clean cut (source {run.stop})")
+    copied = run.stop - run.first
+    return pieces, {**info, "copied": copied, "encoded": span.count - copied,
+                    "copied_src": [run.first, run.stop],
+                    "why": ("encoded " + " and ".join(notes)) if notes else None}
+
+
+def plan_copy(source: VideoSource, timeline: Sequence, mode: str, index: PacketIndex | None = None,
+              pix_fmt: str = "yuv420p") -> tuple[list, list[dict], str | None]:
+    """The pieces to write, the per-entry report, and why nothing is copied (None if something is)."""
+    if mode not in COPY_MODES:
+        raise UserError(f"--copy-unchanged {mode!r} is not one of {', '.join(COPY_MODES)}")
+
+    def all_encoded(why):
+        pieces = [_Encode(e.out, e.count, src=e.src) if isinstance(e, Span) else _Encode(e.out, e.count, bridge=e)
+                  for e in timeline]
+        return pieces, [{**e.as_json(), "copied": 0, "encoded": e.count,
+                         "why": why if isinstance(e, Span) else "generated"} for e in timeline], why
+    if mode == "off":
+        return all_encoded("copying is off")
+    if index is None and source.codec == "h264":
+        index = PacketIndex(source)
+    why = copy_blocker(source, index, pix_fmt)
+    if why is not None:
+        if mode == "on":
+            raise UserError(f"Cannot copy the unchanged footage: {why}; use --copy-unchanged auto or off")
+        return all_encoded(why)
+    pieces, report = [], []
+    for entry in timeline:
+        if isinstance(entry, Span):
+            p, info = _span_plan(entry, index)
+            if mode == "on" and not info["copied"]:
+                raise UserError(f"Cannot copy output frames {entry.out}..{entry.out + entry.count - 1}: "
+                                f"{info['why']}; use --copy-unchanged auto or off")
+            pieces += p
+            report.append(info)
+        else:
+            pieces.append(_Encode(entry.out, entry.count, bridge=entry))
+            report.append({**entry.as_json(), "copied": 0, "encoded": entry.count, "why": "generated"})
+    if not any(isinstance(p, _Copy) for p in pieces):
+        return pieces, report, "no span holds a copyable run"
+    return pieces, report, None
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def _level(level_idc: int) -> str:
+    return "1b" if level_idc == 9 else f"{level_idc // 10}.{level_idc % 10}"
+
+
+class _SourceFrames:
+    """Decoded source frames for the encoded pieces, reusing what was decoded last: a bridge's left
+    frame is usually the last one written, and its right one the first of the piece after it."""
+
+    def __init__(self, source: VideoSource):
+        self.source = source
+        self.last = None    # (index, frame) last handed out by run()
+        self.ahead = None   # (index, frame, the rest): the next run, opened early for its first frame
+
+    def run(self, first: int, count: int):
+        if self.ahead is not None and self.ahead[0] == first:
+            k, frame, rest = self.ahead
+            self.ahead = None
+            frames = itertools.chain([(k, frame)], rest)
+        else:
+            frames = self.source.frames(first, first + count)
+        got = 0
+        for k, frame in frames:
+            self.last = (k, frame)
+            got += 1
+            yield frame
+        if got != count:
+            raise UserError(f"Only {got} of source frames {first}..{first + count - 1} could be read; "
+                            "the file may be damaged")
+
+    def one(self, index: int, run_count: int | None = None):
+        """Frame `index`; with `run_count`, opened as the start of the run of that many that follows."""
+        if self.last is not None and self.last[0] == index:
+            return self.last[1]
+        if self.ahead is not None and self.ahead[0] == index:
+            return self.ahead[1]
+        frames = iter(self.source.frames(index, index + (run_count or 1)))
+        head = next(frames, None)
+        if head is not None:
+            if run_count:
+                self.ahead = (head[0], head[1], frames)
+            else:
+                frames.close()
+            return head[1]
+        raise UserError(f"Frame {index} of {self.source.path} could not be decoded; the file may be damaged")
+
+
+class _Muxer:
+    """Puts packets from copied runs and encoded pieces into the writer with output timestamps."""
+
+    def __init__(self, writer: ClipWriter, reorder: int):
+        self.writer = writer
+        self.reorder = reorder
+        self.decoded = 0          # packets muxed so far, in decode order
+        self.time_base = Fraction(1) / writer.rate
+
+    def put(self, packet, pts: int) -> None:
+        dts = self.decoded - self.reorder
+        if dts > pts:
+            raise RuntimeError(f"packet shown at {pts} would decode at {dts}: more reordering than planned")
+        packet.time_base = self.time_base
+        packet.pts, packet.dts, packet.duration = pts, dts, 1
+        self.decoded += 1
+        self.writer.mux_packet(packet, until=(self.decoded - self.reorder) * self.time_base)
+
+    def encode(self, encoder, frame=None, k: int | None = None) -> None:
+        """Encode `frame` as output frame k, or finish the piece when `frame` is None."""
+        if frame is not None:
+            frame.pts, frame.time_base, frame.duration = k, self.time_base, 1
+            frame.pict_type = av.video.frame.PictureType.NONE
+        for packet in encoder.encode(frame):
+            self.put(packet, packet.pts)
+
+
+def _encoder(writer: ClipWriter):
+    """A fresh libx264 with the writer's settings, parameter sets in band (a closed piece)."""
+    model = writer.video.codec_context
+    ctx = av.CodecContext.create("libx264", "w")
+    for name in ("width", "height", "pix_fmt", "time_base", "framerate", "color_range"):
+        setattr(ctx, name, getattr(model, name))
+    for name in ("colorspace", "color_primaries", "color_trc"):
+        value = getattr(model, name)
+        if value not in (None, 2):   # 2 = unspecified in all three enums
+            setattr(ctx, name, value)
+    if model.sample_aspect_ratio:
+        ctx.sample_aspect_ratio = model.sample_aspect_ratio
+    ctx.options = dict(model.options)
+    return ctx
+
+
+def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_frames: Callable,
+                   *, crf: int = 17, preset: str = "medium", pix_fmt: str = "yuv420p",
+                   mode: str = "auto", audio: np.ndarray | None = None,
+                   progress: Callable[[int], None] | None = None) -> list[dict]:
+    """Write `timeline` (Span and Bridge entries in output order) to `path` as H.264 at the
+    source's rate in `pix_fmt`, copying unchanged footage where `mode` ("auto", "on", "off") allows.
+
+    `bridge_frames(bridge, left, right)` returns a Bridge's frames (RGB uint8, (H, W, 3)) given its
+    decoded endpoint frames; `audio` is the whole output's soundtrack, float32 (channels, samples),
+    or None for none; `progress(n)` is told of every n frames written. Returns one report entry
+    per timeline entry: its own fields, the "copied" and "encoded" frame counts, "copied_src"
+    (the source frames copied, [first, stop]) where any were, and "why" the rest was encoded."""
+    index = PacketIndex(source) if mode != "off" and source.codec == "h264" else None
+    pieces, report, whole = plan_copy(source, timeline, mode, index, pix_fmt)
+    writer = ClipWriter(path, source, crf, audio is not None, preset, pix_fmt)
+    try:
+        _write(writer, source, index if whole is None else None, pieces, bridge_frames, audio, progress)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return report
+
+
+def _write(writer, source, index, pieces, bridge_frames, audio, progress):
+    """Write the pieces: copying (`index` given) with an encoder per encoded piece, or all through
+    the writer's own encoder."""
+    container = _open(source.path) if index is not None else None
+    try:
+        if index is not None:
+            stream = container.streams.video[0]
+            _setup_copy(writer, stream, index.config)
+            reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
+            mux = _Muxer(writer, reorder)
+            to_annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
+        if audio is not None:
+            writer.write_audio(audio)
+        frames = _SourceFrames(source)
+        encoder = None
+        for n, piece in enumerate(pieces):
+            if isinstance(piece, _Copy):
+                if encoder is not None:
+                    mux.encode(encoder)
+                    encoder = None
+                _copy_run(container, stream, index, piece, to_annexb, mux)
+            else:
+                if piece.bridge is not None:
+                    b = piece.bridge
+                    after = pieces[n + 1] if n + 1 < len(pieces) else None
+                    opens = isinstance(after, _Encode) and after.bridge is None and after.src == b.right
+                    left = frames.one(b.left)
+                    right = frames.one(b.right, after.count if opens else None)
+                    images = _checked(bridge_frames(b, left, right), b)
+                else:
+                    images = frames.run(piece.src, piece.count)
+                if index is None:
+                    for image in images:
+                        (writer.write_rgb if isinstance(image, np.ndarray) else writer.write_source)(image)
+                else:
+                    encoder = encoder or _encoder(writer)
+                    for k, image in enumerate(images):
+                        mux.encode(encoder, writer.encoder_frame(image), piece.out + k)
+            if progress:
+                progress(piece.count)
+        if index is not None:
+            if encoder is not None:
+                mux.encode(encoder)
+            writer.frames_written = mux.decoded
+        total = pieces[-1].out + pieces[-1].count
+        if writer.frames_written != total:
+            raise UserError(f"Only {writer.frames_written} of {total} frames could be written; "
+                            "the file may be damaged")
+    finally:
+        if container is not None:
+            container.close()
+
+
+def _setup_copy(writer: ClipWriter, stream, config: AvcConfig) -> None:
+    """Set the writer's encoder (the model for every piece) to the source's profile and level, and
+    parameter set ids of its own; put both sets of parameter sets in the sample description."""
+    sps_ids, pps_ids = config.ids()
+    ctx = writer.video.codec_context
+    ctx.options = {**ctx.options, "profile": X264_PROFILES[stream.codec_context.profile],
+                   "level": _level(config.level_idc),
+                   "x264-params": f"sps-id={max(sps_ids | pps_ids) + 1}"}
+    if stream.codec_context.sample_aspect_ratio:   # copied pictures keep theirs: so do encoded ones
+        ctx.sample_aspect_ratio = stream.codec_context.sample_aspect_ratio
+    ctx.open()
+    # The source's first: its profile and level head the avcC record.
+    ctx.extradata = config.annexb() + bytes(ctx.extradata)
+
+
+def _checked(frames, bridge: Bridge) -> list:
+    frames = list(frames)
+    if len(frames) != bridge.count:
+        raise RuntimeError(f"{len(frames)} frames generated for a bridge of {bridge.count}")
+    return frames
+
+
+def _copy_run(container, stream, index: PacketIndex, piece: _Copy, to_annexb, mux) -> None:
+    """Mux the run's packets, as they are, at their output times."""
+    run = piece.run
+    want = run.p0
+    for attempt in ("seek", "from the start"):
+        if attempt == "seek":
+            container.seek(index.pts[want], stream=stream, backward=True, any_frame=False)
+        else:
+            container.seek(min(t for t in index.dts if t is not None), stream=stream, backward=True,
+                           any_frame=True)
+        p = None
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if p is None:
+                if (packet.dts, packet.pts) == (index.dts[want], index.pts[want]):
+                    p = want
+                elif packet.dts is not None and index.dts[want] is not None and packet.dts > index.dts[want]:
+                    break   # the seek landed past the run's start
+                else:
+                    continue
+            if (packet.dts, packet.pts) != (index.dts[p], index.pts[p]):
+                raise UserError(f"{index.path} reads differently the second time; the file may be damaged")
+            try:
+                filtered = to_annexb.filter(packet)
+            except av.error.FFmpegError:
+                raise UserError(f"Source frame {index.ranks[p]} of {index.path} cannot be read as H.264; "
+                                "the file may be damaged") from None
+            for out in filtered:
+                mux.put(out, piece.out + index.ranks[p] - run.first)
+            p += 1
+            if p == run.p1:
+                return
+        if p is not None:
+            raise UserError(f"{index.path} ends early; the file may be damaged")
+    raise UserError(f"Source frame {run.first} of {index.path} could not be found again; the file may be damaged")
