@@ -55,7 +55,7 @@ def run_notebooks(tmp_path, source, a, b, with_find_indent=True):
     """The demo makes and checks a splice; find_indent re-scores its indents against the report."""
     out, rep = tmp_path / "splice.mp4", tmp_path / "splice.json"
     demo = execute(ROOT / "demo.ipynb", dict(input_path=str(source), output_path=str(out), report_path=str(rep),
-                                             frame_a=a, frame_b=b, run_splice=True, **FAST),
+                                             frame_a=a, frame_b=b, run_splice=True, interp_frames=3, **FAST),
                    output=tmp_path / "demo.ipynb")
     report = json.loads(rep.read_text())
     text = outputs_text(demo)
