@@ -542,13 +542,10 @@ def splice_video(model, video, output: str, frame_a=None, frame_b=None, *, time_
                  hard_bridge: str = "warn") -> dict:
     """The 15-s splice of `video` (a path or an open_video) with an already-loaded `model`: 5 s
     before Frame A, the bridge, 5 s from Frame B on; A at exactly 5 s, B at exactly 10 s."""
-    source = _source(video)
-    check_outputs(source.path, output, report, save_generated)
-    watch = Stopwatch()
-    with watch("analyse"):
-        job = prepare_splice(source, frame_a, frame_b, time_indent, interp_frames, progress)
-    return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds,
-                      hard_bridge)
+    return _prepare_and_render(
+        model, video, output, lambda source: prepare_splice(source, frame_a, frame_b, time_indent, interp_frames,
+                                                            progress),
+        encode, report, save_generated, progress, log, hard_bridge)
 
 
 def edit_video(model, video, output: str, keep=None, *, edit: str | None = None, roll: float = 0,
@@ -556,10 +553,18 @@ def edit_video(model, video, output: str, keep=None, *, edit: str | None = None,
                save_generated: str | None = None, progress: bool = False, log=None,
                hard_bridge: str = "warn") -> dict:
     """The whole edit of `video`: the kept ranges in order, every junction bridged, the timing kept."""
+    return _prepare_and_render(
+        model, video, output, lambda source: prepare_edit(source, keep, edit, interp_frames, roll, progress),
+        encode, report, save_generated, progress, log, hard_bridge)
+
+
+def _prepare_and_render(model, video, output, prepare, encode, report, save_generated, progress, log,
+                        hard_bridge) -> dict:
+    """Check the outputs, plan (timed as "analyse"), then render: what splice_video and edit_video share."""
     source = _source(video)
     check_outputs(source.path, output, report, save_generated)
     watch = Stopwatch()
     with watch("analyse"):
-        job = prepare_edit(source, keep, edit, interp_frames, roll, progress)
+        job = prepare(source)
     return render_job(model, job, output, encode, report, save_generated, progress, log, watch.seconds,
                       hard_bridge)
