@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import indent as indent_score
@@ -71,14 +73,61 @@ def choose_frames(source: VideoSource, frame_a, frame_b, interp_frames: int,
     return a, b
 
 
-def analysis_frames(source: VideoSource, start: int, stop: int, bar=None) -> list:
-    """Analysis frames (small grey, `indent.analysis_frame_of`) of source frames start .. stop-1."""
-    frames = []
-    for _, frame in source.frames(start, stop):
-        frames.append(indent_score.analysis_frame_of(frame))
+class AnalysisFrames:
+    """Analysis frames (small grey, `indent.analysis_frame_of`) of one source, each decoded once.
+
+    A job looks at the frames around each cut several times (the indent or junction scores, the
+    motion that sets auto m, the bridge guard), each a few frames within a second or two of the
+    others, and every look would decode from the keyframe before it: GOPs of a few seconds make
+    that most of the analysis time. So a look also keeps the frames it decodes on the way, up to
+    ANALYSIS_LEAD_SECONDS before its first frame, and later looks take them from here. At most
+    ANALYSIS_CACHE_BYTES are kept, the longest unused out first."""
+
+    def __init__(self, source: VideoSource):
+        self.source = source
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def __call__(self, start: int, stop: int, bar=None) -> list:
+        """Frames start .. stop-1."""
+        return list(self.iterate(start, stop, bar))
+
+    def iterate(self, start: int, stop: int, bar=None):
+        """The same, one at a time, decoding only as far as the caller has read."""
+        missing = next((k for k in range(start, stop) if k not in self._kept), None)
+        for k in range(start, stop if missing is None else missing):
+            yield self._take(k, bar)
+        if missing is None:
+            return
+        lead = max(missing - round(ANALYSIS_LEAD_SECONDS * self.source.rate), 0)
+        for k, frame in self.source.frames(lead, stop):
+            if k >= missing:
+                self._keep(k, self._kept.get(k) if k in self._kept else indent_score.analysis_frame_of(frame))
+                yield self._take(k, bar)
+            elif k not in self._kept:
+                self._keep(k, indent_score.analysis_frame_of(frame))
+
+    def _take(self, k: int, bar) -> np.ndarray:
+        self._kept.move_to_end(k)
         if bar is not None:
             bar.update(1)
-    return frames
+        return self._kept[k]
+
+    def _keep(self, k: int, small: np.ndarray) -> None:
+        if k not in self._kept:
+            self._bytes += small.nbytes
+        self._kept[k] = small
+        self._kept.move_to_end(k)
+        while self._bytes > ANALYSIS_CACHE_BYTES and len(self._kept) > 1:
+            _, old = self._kept.popitem(last=False)
+            self._bytes -= old.nbytes
+
+
+# The frames of one look around a cut fall within about 2 s of each other (seam.junction_runs'
+# second of motion on each side, the indents or junction options, the bridge's endpoints).
+ANALYSIS_LEAD_SECONDS = 2
+# 256 MiB holds about 7000 analysis frames of a 16:9 video: the neighbourhoods of some 35 cuts.
+ANALYSIS_CACHE_BYTES = 256 << 20
 
 
 @dataclass
@@ -100,21 +149,22 @@ class IndentAnalysis:
                 "scores": [round(x.score, 4) for x in s]}
 
 
-def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool = False) -> IndentAnalysis:
+def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool = False,
+                    frames: AnalysisFrames | None = None) -> IndentAnalysis:
     """Score every valid indent's endpoint pair (what `--time-indent auto` and find_indent.ipynb use)."""
     rate = source.rate
+    frames = frames or AnalysisFrames(source)
     indents = splice_indents(rate, source.frame_count, a, b, m)   # raises the reason when there is none
     first = plan_splice(rate, source.frame_count, a, b, indents[0], m)
     last = plan_splice(rate, source.frame_count, a, b, indents[-1], m)
     with tqdm(total=2 * len(indents), desc="analysing", unit="frame", disable=not progress) as bar:
-        left = analysis_frames(source, first.left, last.left + 1, bar)    # A+i for every i
-        right = []                                                         # B-j for every i
+        left = frames(first.left, last.left + 1, bar)    # A+i for every i
+        right = []                                        # B-j for every i
 
         def decode_right():  # each pair is scored while the next right frame decodes
-            for _, frame in source.frames(first.right, last.right + 1):
-                right.append(indent_score.analysis_frame_of(frame))
-                bar.update(1)
-                yield right[-1]
+            for frame in frames.iterate(first.right, last.right + 1, bar):
+                right.append(frame)
+                yield frame
         scores = indent_score.score_indents(left, decode_right(), workers=indent_score.analysis_workers())
     return IndentAnalysis(indents, left, right, scores, indent_score.best_indent(scores))
 
@@ -148,6 +198,7 @@ class SpliceJob:
     frames: dict = field(default_factory=dict)    # how m was decided ({"mode": "fixed"} or auto's numbers)
     checks: list | None = None                    # guard_bridges: each bridge's check
     overrides: dict = field(default_factory=dict)  # guard_bridges: bridges made by another model
+    analysis: AnalysisFrames | None = field(default=None, repr=False)  # what the analysis decoded, for the guard
 
     def timeline(self):
         return self.plan.timeline()
@@ -174,19 +225,20 @@ def plan_splice_job(source: VideoSource, a: FrameChoice, b: FrameChoice, time_in
     """The splice for frames A and B already chosen (`choose_frames`)."""
     rate, m = source.rate, interp_frames
     i = parse_indent(time_indent, rate)
+    frames = AnalysisFrames(source)
     if m == "auto":
-        return _plan_auto_splice(source, a, b, i, time_indent, progress)
+        return _plan_auto_splice(source, a, b, i, time_indent, progress, frames)
     if i is None:
-        analysis = analyse_indents(source, a.index, b.index, m, progress)
+        analysis = analyse_indents(source, a.index, b.index, m, progress, frames)
         i, info = analysis.best, analysis.info()
     else:
         info = {"mode": "fixed", "seconds": float(Fraction(str(time_indent).strip()))}
     plan = plan_splice(rate, source.frame_count, a.index, b.index, i, m)
-    return SpliceJob(source, plan, a, b, info)
+    return SpliceJob(source, plan, a, b, info, analysis=frames)
 
 
 def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: int | None, time_indent,
-                      progress: bool) -> SpliceJob:
+                      progress: bool, frames: AnalysisFrames) -> SpliceJob:
     """--interp-frames auto: m follows from each candidate pair's motion against the clip's natural
     motion (seam.choose_auto), within what the layout allows (j >= 1) and seam.AUTO_CAP."""
     rate, count = source.rate, source.frame_count
@@ -200,7 +252,7 @@ def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: in
     def cap_for(k: int) -> int:
         return max(m0, min(seam.AUTO_CAP, n - 2 - k))
     if i is None:
-        analysis = analyse_indents(source, a.index, b.index, m0, progress)  # holds every (i, m >= m0) pair
+        analysis = analyse_indents(source, a.index, b.index, m0, progress, frames)  # every (i, m >= m0) pair
         natural = seam.natural_motion([analysis.left[:r + 1], analysis.right[-(r + 1):]])
         choice = seam.choose_auto(analysis.left, analysis.right, analysis.scores, natural, cap_for, m0=m0)
         info = {"mode": "auto", "score": round(choice.score, 4), "motion": round(choice.pair.motion, 4),
@@ -208,19 +260,18 @@ def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: in
                 "scores": [round(x, 4) for x in choice.scores]}
     else:
         first = plan_splice(rate, count, a.index, b.index, i, m0)           # raises when i does not fit
-        left = analysis_frames(source, first.left, first.left + 1)[0]
-        rights = analysis_frames(source, first.right, first.right + cap_for(i) - m0 + 1)
+        left = frames(first.left, first.left + 1)[0]
+        rights = frames(first.right, first.right + cap_for(i) - m0 + 1)
         before, after = seam.junction_runs(first.left, first.right, rate, count)
-        natural = seam.natural_motion([analysis_frames(source, before.start, before.stop),
-                                       analysis_frames(source, after.start, after.stop)])
+        natural = seam.natural_motion([frames(before.start, before.stop), frames(after.start, after.stop)])
         choice = seam.choose_auto({i: left}, {i + k: f for k, f in enumerate(rights)},
                                   {i: indent_score.score_pair(left, rights[0])}, natural, cap_for, indents=[i],
                                   m0=m0)
         info = {"mode": "fixed", "seconds": float(Fraction(str(time_indent).strip()))}
     plan = plan_splice(rate, count, a.index, b.index, choice.indent, choice.frames)
-    frames = {"mode": "auto", "m": choice.frames, "cap": cap_for(choice.indent),
+    m_info = {"mode": "auto", "m": choice.frames, "cap": cap_for(choice.indent),
               "motion": round(choice.pair.motion, 4), "natural": natural.as_json()}
-    return SpliceJob(source, plan, a, b, info, frames=frames)
+    return SpliceJob(source, plan, a, b, info, frames=m_info, analysis=frames)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,6 +288,7 @@ class EditJob:
     kind: str = "edit"
     checks: list | None = None                    # guard_bridges: each bridge's check
     overrides: dict = field(default_factory=dict)  # guard_bridges: bridges made by another model
+    analysis: AnalysisFrames | None = field(default=None, repr=False)  # what the analysis decoded, for the guard
 
     def timeline(self):
         return self.plan.timeline()
@@ -269,7 +321,8 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
         raise UserError(f"--roll {roll} is out of range; give 0 to 60 seconds")
     max_roll = int(Fraction(roll_value).limit_denominator(10 ** 6) * rate + Fraction(1, 2))
     ranges = normalise_ranges(given, source.frame_count, rate)
-    ms = _auto_junction_frames(source, ranges, max_roll) if m == "auto" else [m] * (len(ranges) - 1)
+    frames = AnalysisFrames(source)
+    ms = _auto_junction_frames(frames, ranges, max_roll) if m == "auto" else [m] * (len(ranges) - 1)
     options = [junction_options(ranges, k, source.frame_count, ms[k], max_roll) for k in range(len(ranges) - 1)]
     for k, opts in enumerate(options):
         if not opts:
@@ -278,20 +331,22 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
             raise PlanError(f"Kept ranges {k + 1} and {k + 2} (frames {s0}-{e0} and {s1}-{e1}) are too short to "
                             f"hold a bridge of {m} frames between them: together they need at least {m + 2} "
                             f"frames ({seconds(m + 2, rate)}); keep more of them or use fewer --interp-frames")
-    scores = _score_junctions(source, ranges, options, progress) if m else [{} for _ in options]
+    scores = _score_junctions(frames, ranges, options, progress) if m else [{} for _ in options]
 
     def cost(k, choice):
         s = scores[k].get(choice)
         return (s.score if s is not None else 0.0) + _tie_break(choice)
     chosen = choose_junctions(rate, source.frame_count, ranges, options, cost)
     plan = plan_edit(rate, source.frame_count, ranges, chosen)
-    return EditJob(source, plan, given, roll_value, [scores[k].get(c) for k, c in enumerate(chosen)])
+    return EditJob(source, plan, given, roll_value, [scores[k].get(c) for k, c in enumerate(chosen)],
+                   analysis=frames)
 
 
-def _auto_junction_frames(source: VideoSource, ranges, max_roll: int) -> list[int]:
+def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list[int]:
     """--interp-frames auto for an edit: each junction's m from the motion across its cut (the last
     kept frame before it to the first after it) against the natural motion around it, at most
     seam.AUTO_CAP and as many as the two ranges beside it can give up."""
+    source = frames.source
     out = []
     for k in range(len(ranges) - 1):
         left, right = ranges[k][1] - 1, ranges[k + 1][0]
@@ -299,13 +354,13 @@ def _auto_junction_frames(source: VideoSource, ranges, max_roll: int) -> list[in
         while cap > 1 and not junction_options(ranges, k, source.frame_count, cap, max_roll):
             cap -= 1
         before, after = seam.junction_runs(left, right, source.rate, source.frame_count)
-        run0 = analysis_frames(source, before.start, before.stop)
-        run1 = analysis_frames(source, after.start, after.stop)
+        run0 = frames(before.start, before.stop)
+        run1 = frames(after.start, after.stop)
         out.append(seam.choose_generated_frames(run0[-1], run1[0], seam.natural_motion([run0, run1]), cap))
     return out
 
 
-def _score_junctions(source: VideoSource, ranges, options, progress: bool) -> list[dict]:
+def _score_junctions(frames: AnalysisFrames, ranges, options, progress: bool) -> list[dict]:
     """For every junction, the difficulty score of every candidate's endpoint pair (the same score
     as --time-indent auto), decoding only the frames around the junction."""
     out = []
@@ -316,8 +371,8 @@ def _score_junctions(source: VideoSource, ranges, options, progress: bool) -> li
             pairs = {c: junction_endpoints(end, start, c) for c in opts}
             lefts = sorted({p[0] for p in pairs.values()})
             rights = sorted({p[1] for p in pairs.values()})
-            small = dict(zip(range(lefts[0], lefts[-1] + 1), analysis_frames(source, lefts[0], lefts[-1] + 1)))
-            small.update(zip(range(rights[0], rights[-1] + 1), analysis_frames(source, rights[0], rights[-1] + 1)))
+            small = dict(zip(range(lefts[0], lefts[-1] + 1), frames(lefts[0], lefts[-1] + 1)))
+            small.update(zip(range(rights[0], rights[-1] + 1), frames(rights[0], rights[-1] + 1)))
             unique = sorted(set(pairs.values()))
             scored = indent_score.score_indents([small[l] for l, _ in unique], [small[r] for _, r in unique],
                                                 workers=indent_score.analysis_workers())
@@ -372,9 +427,10 @@ def guard_bridges(job: "SpliceJob | EditJob", hard_bridge: str = "warn", log=Non
     if hard_bridge not in seam.HARD_BRIDGE:
         raise UserError(f"--hard-bridge {hard_bridge!r} is not one of {', '.join(seam.HARD_BRIDGE)}")
     source = job.source
-    checks = seam.check_bridges([e for e in job.timeline() if isinstance(e, Bridge)],
-                                lambda start, stop: analysis_frames(source, start, stop),
+    frames = job.analysis or AnalysisFrames(source)
+    checks = seam.check_bridges([e for e in job.timeline() if isinstance(e, Bridge)], frames,
                                 source.rate, source.frame_count)
+    job.analysis = None   # nothing looks at the small frames after this
     overrides = {}
     for c in checks:
         if not c.verdict.hard:

@@ -15,12 +15,13 @@ Lower is easier. The CLI's `--time-indent auto` and find_indent.ipynb both call 
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .media import usable_cores
 
 ANALYSIS_WIDTH = 256
 
@@ -90,11 +91,7 @@ def score_indents(left_frames, right_frames, workers: int = 1) -> list[PairScore
 
 def analysis_workers() -> int:
     """Threads for score_indents: the cores this process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(1, min(8, usable_cores()))
 
 
 def best_indent(scores: list[PairScore]) -> int:

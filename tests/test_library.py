@@ -180,3 +180,30 @@ def test_a_gpu_model_is_warmed_up_beside_the_first_span(video_factory, tmp_path)
     assert [c[0] for c in stand.calls] == ["warmup", "interpolate"]
     assert stand.calls[0][1] == (240, 320) and stand.calls[0][2] == [0.25, 0.5, 0.75]
     assert stand.calls[0][3] == "model warm-up" and stand.calls[1][3] == threading.current_thread().name
+
+
+def test_analysis_frames_decode_each_neighbourhood_once(video_factory):
+    """The looks around one cut share what the first one decoded on its way from the keyframe."""
+    import numpy as np
+    from splice.api import AnalysisFrames
+    from splice.indent import analysis_frame_of
+    from splice.media import VideoSource
+    source = VideoSource(str(video_factory()))
+    asked = []
+
+    class Counting:   # the source, noting what it is asked to decode
+        rate = source.rate
+
+        def frames(self, start, stop):
+            asked.append((start, stop))
+            yield from source.frames(start, stop)
+    frames = AnalysisFrames(Counting())
+    frames(200, 210)
+    assert asked == [(150, 210)]            # from 2 s (50 frames at 25 fps) before the first one
+    again = frames(180, 205)                # within what was decoded: nothing more
+    assert asked == [(150, 210)]
+    later = list(frames.iterate(205, 215))  # partly new: from 2 s before the first frame not yet kept
+    assert asked == [(150, 210), (160, 215)]
+    direct = {k: analysis_frame_of(f) for k, f in source.frames(180, 215)}
+    for k, small in [*zip(range(180, 205), again), *zip(range(205, 215), later)]:
+        assert np.array_equal(small, direct[k]), k
