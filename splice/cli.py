@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -198,22 +199,47 @@ def _prepare(opts, progress: bool, say, watch: Stopwatch):
 
 
 class _Model:
-    """The model, loaded on first use and then kept: one load for every job."""
+    """The model, loaded once for every job. start() loads it in a background thread, so that
+    importing torch and reading the weights (seconds) happen while the input is probed and
+    analysed; get() waits for it (or loads it, if nothing started it) and raises what the load
+    raised."""
 
     def __init__(self, opts, say):
         self.opts, self.say = opts, say
         self.loaded = None
         self.loads = 0
-        self.seconds = 0.0
+        self.seconds = 0.0      # how long the load took (in the background or not)
+        self._thread: threading.Thread | None = None
+        self._result = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        if self.loaded is None and self._thread is None:
+            self._thread = threading.Thread(target=self._load, daemon=True, name="model load")
+            self._thread.start()
+
+    def _load(self) -> None:
+        start = time.perf_counter()
+        o = self.opts
+        try:
+            self._result = load_interpolator(o.model, o.device, log=self.say, ckpt=o.ckpt, tta=o.tta,
+                                             offline=o.offline)
+        except BaseException as e:   # raised by get(), in the caller's thread
+            self._error = e
+        self.seconds = round(time.perf_counter() - start, 3)
 
     def get(self):
         if self.loaded is None:
-            start = time.perf_counter()
-            o = self.opts
-            self.loaded = load_interpolator(o.model, o.device, log=self.say, ckpt=o.ckpt, tta=o.tta,
-                                            offline=o.offline)
+            if self._thread is None:
+                self._load()
+            else:
+                self._thread.join()
+                self._thread = None
+            if self._error is not None:
+                error, self._error = self._error, None   # a later job tries again
+                raise error
+            self.loaded, self._result = self._result, None
             self.loads += 1
-            self.seconds = round(time.perf_counter() - start, 3)
             self.say(f"model: {self.loaded.name} ({self.loaded.description}); {self.loaded.why}")
         return self.loaded
 
@@ -223,11 +249,13 @@ def run_one(opts, model: _Model, progress: bool, say) -> dict:
     _check_job(opts)
     watch = Stopwatch()
     started = time.perf_counter()
+    model.start()                                        # loads while the input is probed and analysed
     job = _prepare(opts, progress, say, watch)
     with watch("seam"):
-        api.guard_bridges(job, opts.hard_bridge, say)    # --hard-bridge fail refuses before the model loads
+        api.guard_bridges(job, opts.hard_bridge, say)    # --hard-bridge fail refuses before anything is written
     fresh = model.loaded is None
-    loaded = model.get()
+    with watch("model_wait"):
+        loaded = model.get()
     if fresh:
         watch.seconds["model_load"] = model.seconds
     watch.seconds["total"] = round(time.perf_counter() - started, 3)

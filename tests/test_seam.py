@@ -349,7 +349,8 @@ def test_interp_frames_auto_bridges_a_and_b_closer_than_five_seconds(video_facto
 
 
 def test_hard_bridge_fail_refuses_before_the_model_loads(two_shots, run_cli, tmp_path):
-    """The guard needs only small frames: a model that could not even load is never reached."""
+    """The guard needs only small frames and refuses before the model is needed: the error is the
+    bridge's, not that of a model that could not even load (its load runs meanwhile)."""
     out = tmp_path / "out.mp4"
     args = [a for a in CUT_ARGS if a != "flow"]
     args[args.index("--model") + 1:args.index("--model") + 1] = ["vfimamba", "--ckpt", str(tmp_path / "none.pkl")]
