@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
@@ -26,7 +29,7 @@ import av.bitstream
 import numpy as np
 
 from .errors import UserError
-from .media import ClipWriter, VideoSource, _open
+from .media import ClipWriter, VideoSource, _open, usable_cores
 from .plan import Bridge, Span
 
 COPY_MODES = ("auto", "on", "off")
@@ -366,14 +369,6 @@ class _Muxer:
         self.decoded += 1
         self.writer.mux_packet(packet, until=(self.decoded - self.reorder) * self.time_base)
 
-    def encode(self, encoder, frame=None, k: int | None = None) -> None:
-        """Encode `frame` as output frame k, or finish the piece when `frame` is None."""
-        if frame is not None:
-            frame.pts, frame.time_base, frame.duration = k, self.time_base, 1
-            frame.pict_type = av.video.frame.PictureType.NONE
-        for packet in encoder.encode(frame):
-            self.put(packet, packet.pts)
-
 
 def _encoder(writer: ClipWriter):
     """A fresh libx264 with the writer's settings, parameter sets in band (a closed piece)."""
@@ -394,7 +389,7 @@ def _encoder(writer: ClipWriter):
 def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_frames: Callable,
                    *, crf: int = 17, preset: str = "medium", pix_fmt: str = "yuv420p",
                    mode: str = "auto", audio: np.ndarray | None = None,
-                   progress: Callable[[int], None] | None = None) -> list[dict]:
+                   progress: Callable[[int], None] | None = None, workers: int | None = None) -> list[dict]:
     """Write `timeline` (Span and Bridge entries in output order) to `path` as H.264 at the
     source's rate in `pix_fmt`, copying unchanged footage where `mode` ("auto", "on", "off") allows.
 
@@ -402,12 +397,13 @@ def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_fr
     decoded endpoint frames; `audio` is the whole output's soundtrack, float32 (channels, samples),
     or None for none; `progress(n)` is told of every n frames written. Returns one report entry
     per timeline entry: its own fields, the "copied" and "encoded" frame counts, "copied_src"
-    (the source frames copied, [first, stop]) where any were, and "why" the rest was encoded."""
+    (the source frames copied, [first, stop]) where any were, and "why" the rest was encoded.
+    `workers`: encoded stretches made at once (default: from the cores, see _Stretches)."""
     index = PacketIndex(source) if mode != "off" and source.codec == "h264" else None
     pieces, report, whole = plan_copy(source, timeline, mode, index, pix_fmt)
     writer = ClipWriter(path, source, crf, audio is not None, preset, pix_fmt)
     try:
-        _write(writer, source, index if whole is None else None, pieces, bridge_frames, audio, progress)
+        _write(writer, source, index if whole is None else None, pieces, bridge_frames, audio, progress, workers)
     except BaseException:
         writer.abort()
         raise
@@ -415,57 +411,166 @@ def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_fr
     return report
 
 
-def _write(writer, source, index, pieces, bridge_frames, audio, progress):
-    """Write the pieces: copying (`index` given) with an encoder per encoded piece, or all through
-    the writer's own encoder."""
-    container = _open(source.path) if index is not None else None
+def _write(writer, source, index, pieces, bridge_frames, audio, progress, workers=None):
+    """Write the pieces: copying (`index` given), the encoded stretches between copied runs made
+    ahead by _Stretches, or all through the writer's own encoder."""
+    if index is None:
+        return _write_encoded(writer, source, pieces, bridge_frames, audio, progress)
+    container = _open(source.path)
+    stretches = None
     try:
-        if index is not None:
-            stream = container.streams.video[0]
-            _setup_copy(writer, stream, index.config)
-            reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
-            mux = _Muxer(writer, reorder)
-            to_annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
+        stream = container.streams.video[0]
+        _setup_copy(writer, stream, index.config)
+        reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
+        mux = _Muxer(writer, reorder)
+        to_annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
         if audio is not None:
             writer.write_audio(audio)
-        frames = _SourceFrames(source)
-        encoder = None
+        stretches = _Stretches(writer, source, pieces, bridge_frames, workers)
         for n, piece in enumerate(pieces):
             if isinstance(piece, _Copy):
-                if encoder is not None:
-                    mux.encode(encoder)
-                    encoder = None
                 _copy_run(container, stream, index, piece, to_annexb, mux)
-            else:
-                if piece.bridge is not None:
-                    b = piece.bridge
-                    after = pieces[n + 1] if n + 1 < len(pieces) else None
-                    opens = isinstance(after, _Encode) and after.bridge is None and after.src == b.right
-                    left = frames.one(b.left)
-                    right = frames.one(b.right, after.count if opens else None)
-                    images = _checked(bridge_frames(b, left, right), b)
-                else:
-                    images = frames.run(piece.src, piece.count)
-                if index is None:
-                    for image in images:
-                        (writer.write_rgb if isinstance(image, np.ndarray) else writer.write_source)(image)
-                else:
-                    encoder = encoder or _encoder(writer)
-                    for k, image in enumerate(images):
-                        mux.encode(encoder, writer.encoder_frame(image), piece.out + k)
+            elif n == 0 or not isinstance(pieces[n - 1], _Encode):
+                for packet, pts in stretches.next():
+                    mux.put(packet, pts)
             if progress:
                 progress(piece.count)
-        if index is not None:
-            if encoder is not None:
-                mux.encode(encoder)
-            writer.frames_written = mux.decoded
-        total = pieces[-1].out + pieces[-1].count
-        if writer.frames_written != total:
-            raise UserError(f"Only {writer.frames_written} of {total} frames could be written; "
-                            "the file may be damaged")
+        writer.frames_written = mux.decoded
+        _check_count(writer, pieces)
     finally:
-        if container is not None:
-            container.close()
+        if stretches is not None:
+            stretches.close()
+        container.close()
+
+
+def _write_encoded(writer, source, pieces, bridge_frames, audio, progress):
+    """Every frame through the writer's own encoder (nothing is copied)."""
+    if audio is not None:
+        writer.write_audio(audio)
+    frames = _SourceFrames(source)
+    for n, piece in enumerate(pieces):
+        for image in _piece_images(frames, pieces, n, bridge_frames):
+            (writer.write_rgb if isinstance(image, np.ndarray) else writer.write_source)(image)
+        if progress:
+            progress(piece.count)
+    _check_count(writer, pieces)
+
+
+def _check_count(writer, pieces) -> None:
+    total = pieces[-1].out + pieces[-1].count
+    if writer.frames_written != total:
+        raise UserError(f"Only {writer.frames_written} of {total} frames could be written; "
+                        "the file may be damaged")
+
+
+def _piece_images(frames: "_SourceFrames", pieces, n: int, bridge_frames, before_bridge=None):
+    """The images of encoded piece n: decoded source frames, or its bridge's generated frames
+    (`before_bridge()`, if given, is entered around generating them)."""
+    piece = pieces[n]
+    if piece.bridge is None:
+        return frames.run(piece.src, piece.count)
+    b = piece.bridge
+    after = pieces[n + 1] if n + 1 < len(pieces) else None
+    opens = isinstance(after, _Encode) and after.bridge is None and after.src == b.right
+    left = frames.one(b.left)
+    right = frames.one(b.right, after.count if opens else None)
+    if before_bridge is None:
+        return _checked(bridge_frames(b, left, right), b)
+    with before_bridge(b):
+        return _checked(bridge_frames(b, left, right), b)
+
+
+# Encoded stretches made at once, each by its own libx264 (which threads within a stretch too):
+# the stretches around the cuts are short (the frames up to a span's first copyable IDR, and the
+# bridge), too short for one encoder's threads to fill many cores. One worker per 4 cores, at
+# most 4 (each encoder holds its own lookahead: tens of MB at 1080p).
+STRETCH_WORKERS_PER_CORES = 4
+MAX_STRETCH_WORKERS = 4
+STRETCHES_AHEAD_PER_WORKER = 3
+
+
+class _Stretches:
+    """The encoded stretches of a copying write (maximal runs of _Encode pieces between copied
+    runs), each a closed piece from a fresh encoder, encoded ahead in worker threads while copied
+    runs are muxed; next() hands out each stretch's packets, in order, with their output times.
+    Bridges are still generated one at a time and in timeline order (the model, the seam score
+    and the progress see them as before)."""
+
+    def __init__(self, writer, source, pieces, bridge_frames, workers: int | None = None):
+        self.writer, self.source, self.pieces, self.bridge_frames = writer, source, pieces, bridge_frames
+        self.starts = [n for n, p in enumerate(pieces)
+                       if isinstance(p, _Encode) and (n == 0 or not isinstance(pieces[n - 1], _Encode))]
+        bridges = [n for n, p in enumerate(pieces) if isinstance(p, _Encode) and p.bridge is not None]
+        self.turn_of = {n: k for k, n in enumerate(bridges)}
+        self.turn = 0
+        self.order = threading.Condition()
+        self.stop = threading.Event()
+        if workers is None:
+            workers = max(1, min(MAX_STRETCH_WORKERS, usable_cores() // STRETCH_WORKERS_PER_CORES))
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="stretch encoder")
+        # Stretches encoded ahead of the muxing: enough that the encoders keep working while the
+        # muxing waits for the sound (its first piece), not so many that the packets pile up.
+        self.ahead = STRETCHES_AHEAD_PER_WORKER * workers
+        self.futures = {}
+        self.taken = 0
+        for k in range(min(self.ahead, len(self.starts))):
+            self._submit(k)
+
+    def _submit(self, k: int) -> None:
+        self.futures[k] = self.pool.submit(self._encode, self.starts[k])
+
+    def next(self) -> list:
+        k = self.taken
+        self.taken += 1
+        if k + self.ahead < len(self.starts):
+            self._submit(k + self.ahead)
+        return self.futures.pop(k).result()
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.order:
+            self.order.notify_all()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    @contextmanager
+    def _bridge_turn(self, n: int):
+        """Wait until every earlier bridge has been generated; then this one."""
+        with self.order:
+            while self.turn != self.turn_of[n] and not self.stop.is_set():
+                self.order.wait()
+        if self.stop.is_set():
+            raise _Stopped
+        try:
+            yield
+        finally:
+            with self.order:
+                self.turn += 1
+                self.order.notify_all()
+
+    def _encode(self, first: int) -> list:
+        encoder = _encoder(self.writer)
+        time_base = Fraction(1) / self.writer.rate
+        frames = _SourceFrames(self.source)
+        out = []
+        n = first
+        while n < len(self.pieces) and isinstance(self.pieces[n], _Encode):
+            piece = self.pieces[n]
+            images = _piece_images(frames, self.pieces, n, self.bridge_frames,
+                                   lambda b, n=n: self._bridge_turn(n))
+            for k, image in enumerate(images):
+                if self.stop.is_set():
+                    raise _Stopped
+                frame = self.writer.encoder_frame(image)
+                frame.pts, frame.time_base, frame.duration = piece.out + k, time_base, 1
+                frame.pict_type = av.video.frame.PictureType.NONE
+                out += [(packet, packet.pts) for packet in encoder.encode(frame)]
+            n += 1
+        out += [(packet, packet.pts) for packet in encoder.encode(None)]
+        return out
+
+
+class _Stopped(Exception):
+    """A stretch abandoned because the write stopped."""
 
 
 def _setup_copy(writer: ClipWriter, stream, config: AvcConfig) -> None:

@@ -325,3 +325,33 @@ def test_cli_on_fails_in_one_line_when_nothing_can_be_copied(video_factory, run_
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ")
     assert "yuv420p is not the output's yuv420p10le" in r.stderr
     assert not out.exists()
+
+
+def test_stretches_encoded_at_once_come_out_as_one_at_a_time(sources, tmp_path):
+    """With several encoders working ahead, the output is packet for packet the one-encoder
+    output, and the bridges are still generated one at a time, in timeline order."""
+    import threading
+    import time
+    path = sources("parallel", frames=300, params="keyint=40:bframes=3")
+    source = VideoSource(path)
+    timeline = [Span(0, 0, 50), Bridge(50, 2, 49, 60), Span(52, 62, 50), Bridge(102, 3, 111, 130),
+                Span(105, 132, 40), Bridge(145, 2, 171, 190), Span(147, 192, 60)]
+    calls, busy = [], []
+
+    def slow_bridges(bridge, left, right):
+        busy.append(threading.current_thread().name)
+        assert len(busy) == 1, "two bridges generated at once"
+        time.sleep(0.05 * (3 - len(calls)))   # the earlier bridges take longer
+        calls.append(bridge.out)
+        busy.pop()
+        return bridge_frames(bridge, left, right)
+    outs = {}
+    for workers in (1, 3):
+        calls.clear()
+        out = str(tmp_path / f"w{workers}.mp4")
+        report = write_timeline(out, source, timeline, slow_bridges, crf=17, preset="ultrafast", workers=workers)
+        assert calls == [50, 102, 145]
+        assert check(out, path, timeline, report) > 100
+        with av.open(out) as c:
+            outs[workers] = [(p.pts, p.dts, bytes(p)) for p in c.demux(c.streams.video[0]) if p.size]
+    assert outs[3] == outs[1]
