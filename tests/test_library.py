@@ -160,7 +160,8 @@ def test_pip_install_gives_the_console_command(tmp_path, video_factory):
 
 def test_a_gpu_model_is_warmed_up_beside_the_first_span(video_factory, tmp_path):
     """A model on a GPU pays its first-call set-up in a thread while the first span is written; the
-    real call waits for it. (A stand-in with device.type 'cuda': no GPU needed.)"""
+    real call (made where the bridge's stretch is encoded) waits for it. (A stand-in with
+    device.type 'cuda': no GPU needed.)"""
     import threading
     from types import SimpleNamespace
 
@@ -179,7 +180,7 @@ def test_a_gpu_model_is_warmed_up_beside_the_first_span(video_factory, tmp_path)
                         time_indent="0", interp_frames=3, encode=splice.EncodeOptions(preset="ultrafast", audio=False))
     assert [c[0] for c in stand.calls] == ["warmup", "interpolate"]
     assert stand.calls[0][1] == (240, 320) and stand.calls[0][2] == [0.25, 0.5, 0.75]
-    assert stand.calls[0][3] == "model warm-up" and stand.calls[1][3] == threading.current_thread().name
+    assert stand.calls[0][3] == "model warm-up" and stand.calls[1][3] != "model warm-up"
 
 
 def test_analysis_frames_decode_each_neighbourhood_once(video_factory):
