@@ -80,8 +80,9 @@ class AnalysisFrames:
     motion that sets auto m, the bridge guard), each a few frames within a second or two of the
     others, and every look would decode from the keyframe before it: GOPs of a few seconds make
     that most of the analysis time. So a look also keeps the frames it decodes on the way, up to
-    ANALYSIS_LEAD_SECONDS before its first frame, and later looks take them from here. At most
-    ANALYSIS_CACHE_BYTES are kept, the longest unused out first."""
+    ANALYSIS_LEAD_SECONDS before its first frame, and ANALYSIS_TAIL_SECONDS past its last (the
+    bridge guard looks a few frames further than the scores did), and later looks take them from
+    here. At most ANALYSIS_CACHE_BYTES are kept, the longest unused out first."""
 
     def __init__(self, source: VideoSource):
         self.source = source
@@ -99,13 +100,20 @@ class AnalysisFrames:
             yield self._take(k, bar)
         if missing is None:
             return
-        lead = max(missing - round(ANALYSIS_LEAD_SECONDS * self.source.rate), 0)
-        for k, frame in self.source.frames(lead, stop):
-            if k >= missing:
-                self._keep(k, self._kept.get(k) if k in self._kept else indent_score.analysis_frame_of(frame))
-                yield self._take(k, bar)
-            elif k not in self._kept:
-                self._keep(k, indent_score.analysis_frame_of(frame))
+        rate = self.source.rate
+        lead = max(missing - round(ANALYSIS_LEAD_SECONDS * rate), 0)
+        past = max(stop, min(self.source.frame_count, stop + round(ANALYSIS_TAIL_SECONDS * rate)))
+        k = lead - 1
+        try:
+            for k, frame in self.source.frames(lead, past):
+                if missing <= k < stop:
+                    self._keep(k, self._kept.get(k) if k in self._kept else indent_score.analysis_frame_of(frame))
+                    yield self._take(k, bar)
+                elif k not in self._kept:
+                    self._keep(k, indent_score.analysis_frame_of(frame))
+        except UserError:
+            if k < stop - 1:   # only the frames past what was asked for are optional
+                raise
 
     def _take(self, k: int, bar) -> np.ndarray:
         self._kept.move_to_end(k)
@@ -126,6 +134,7 @@ class AnalysisFrames:
 # The frames of one look around a cut fall within about 2 s of each other (seam.junction_runs'
 # second of motion on each side, the indents or junction options, the bridge's endpoints).
 ANALYSIS_LEAD_SECONDS = 2
+ANALYSIS_TAIL_SECONDS = 0.5
 # 256 MiB holds about 7000 analysis frames of a 16:9 video: the neighbourhoods of some 35 cuts.
 ANALYSIS_CACHE_BYTES = 256 << 20
 

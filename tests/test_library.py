@@ -193,18 +193,21 @@ def test_analysis_frames_decode_each_neighbourhood_once(video_factory):
     asked = []
 
     class Counting:   # the source, noting what it is asked to decode
-        rate = source.rate
+        rate, frame_count = source.rate, source.frame_count
 
         def frames(self, start, stop):
             asked.append((start, stop))
             yield from source.frames(start, stop)
     frames = AnalysisFrames(Counting())
     frames(200, 210)
-    assert asked == [(150, 210)]            # from 2 s (50 frames at 25 fps) before the first one
-    again = frames(180, 205)                # within what was decoded: nothing more
-    assert asked == [(150, 210)]
-    later = list(frames.iterate(205, 215))  # partly new: from 2 s before the first frame not yet kept
-    assert asked == [(150, 210), (160, 215)]
-    direct = {k: analysis_frame_of(f) for k, f in source.frames(180, 215)}
-    for k, small in [*zip(range(180, 205), again), *zip(range(205, 215), later)]:
+    assert asked == [(150, 222)]            # from 2 s (50 frames at 25 fps) before to 0.5 s past
+    again = frames(180, 220)                # within what was decoded: nothing more
+    assert asked == [(150, 222)]
+    later = list(frames.iterate(215, 230))  # partly new: from 2 s before the first frame not yet kept
+    assert asked == [(150, 222), (172, 242)]
+    direct = {k: analysis_frame_of(f) for k, f in source.frames(180, 230)}
+    for k, small in [*zip(range(180, 220), again), *zip(range(215, 230), later)]:
         assert np.array_equal(small, direct[k]), k
+    end = source.frame_count
+    frames(end - 3, end)                    # never past the end
+    assert asked[-1] == (end - 53, end)
