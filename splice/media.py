@@ -747,10 +747,10 @@ AUDIO_FRAMES_PER_CALL = 48
 
 
 class _SoundEncoder:
-    """AAC packets of a whole soundtrack, float32 (channels, samples), encoded by worker threads
-    piece by piece and handed out in order by next_packet(). Every piece's
-    packets sit on the one grid of a single encoder (AAC frames counted from the clip's first
-    sample, pts in samples), so the pieces join into one continuous stream."""
+    """AAC packets of a whole soundtrack, float32 (channels, samples), encoded piece by piece, a
+    thread each, and handed out in order by next_packet(). Every piece's packets sit on the one
+    grid of a single encoder (AAC frames counted from the clip's first sample, pts in samples),
+    so the pieces join into one continuous stream."""
 
     def __init__(self, stream, samples: np.ndarray, workers: int,
                  min_piece_seconds: float = AUDIO_MIN_PIECE_SECONDS, preroll_seconds: float = AUDIO_PREROLL_SECONDS):
@@ -765,12 +765,10 @@ class _SoundEncoder:
         self.queues = [queue.Queue() for _ in self.pieces]
         self.error: BaseException | None = None
         self._stop = threading.Event()
-        self._claim = threading.Lock()
-        self._next_piece = 0
         self._reading = 0
         self.threads = []
-        for i in range(max(1, min(workers, len(self.pieces)))):
-            thread = threading.Thread(target=self._work, daemon=True, name=f"aac encoder {i}")
+        for i in range(len(self.pieces)):
+            thread = threading.Thread(target=self._work, args=(i,), daemon=True, name=f"aac encoder {i}")
             thread.start()
             # Only started threads are recorded, so that stop() (a signal can land between these
             # lines) never joins a thread that will not run.
@@ -791,21 +789,14 @@ class _SoundEncoder:
         for thread in self.threads:
             thread.join()
 
-    def _work(self) -> None:
-        while True:
-            with self._claim:
-                i = self._next_piece
-                self._next_piece += 1
-            if i >= len(self.pieces):
-                return
-            try:
-                if not self._stop.is_set():
-                    self._encode(i)
-            except BaseException as e:  # reported by ClipWriter.close()
-                self.error = self.error or e
-                self._stop.set()
-            finally:
-                self.queues[i].put(None)
+    def _work(self, i: int) -> None:
+        try:
+            self._encode(i)
+        except BaseException as e:  # reported by ClipWriter.close()
+            self.error = self.error or e
+            self._stop.set()
+        finally:
+            self.queues[i].put(None)
 
     def _context(self, i: int):
         if i == 0:

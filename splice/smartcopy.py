@@ -19,7 +19,7 @@ import bisect
 import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Sequence
@@ -430,9 +430,9 @@ def _write(writer, source, index, pieces, bridge_frames, audio, progress, worker
         for n, piece in enumerate(pieces):
             if isinstance(piece, _Copy):
                 _copy_run(container, stream, index, piece, to_annexb, mux)
-            elif n == 0 or not isinstance(pieces[n - 1], _Encode):
-                for packet, pts in stretches.next():
-                    mux.put(packet, pts)
+            elif stretches.begins_at(n):
+                for packet in stretches.next():
+                    mux.put(packet, packet.pts)
             if progress:
                 progress(piece.count)
         writer.frames_written = mux.decoded
@@ -463,9 +463,9 @@ def _check_count(writer, pieces) -> None:
                         "the file may be damaged")
 
 
-def _piece_images(frames: "_SourceFrames", pieces, n: int, bridge_frames, before_bridge=None):
+def _piece_images(frames: "_SourceFrames", pieces, n: int, bridge_frames, turn=nullcontext()):
     """The images of encoded piece n: decoded source frames, or its bridge's generated frames
-    (`before_bridge()`, if given, is entered around generating them)."""
+    (made inside `turn`, a context manager)."""
     piece = pieces[n]
     if piece.bridge is None:
         return frames.run(piece.src, piece.count)
@@ -474,9 +474,7 @@ def _piece_images(frames: "_SourceFrames", pieces, n: int, bridge_frames, before
     opens = isinstance(after, _Encode) and after.bridge is None and after.src == b.right
     left = frames.one(b.left)
     right = frames.one(b.right, after.count if opens else None)
-    if before_bridge is None:
-        return _checked(bridge_frames(b, left, right), b)
-    with before_bridge(b):
+    with turn:
         return _checked(bridge_frames(b, left, right), b)
 
 
@@ -492,7 +490,7 @@ STRETCHES_AHEAD_PER_WORKER = 3
 class _Stretches:
     """The encoded stretches of a copying write (maximal runs of _Encode pieces between copied
     runs), each a closed piece from a fresh encoder, encoded ahead in worker threads while copied
-    runs are muxed; next() hands out each stretch's packets, in order, with their output times.
+    runs are muxed; next() hands out each stretch's packets, in order (pts: output frames).
     Bridges are still generated one at a time and in timeline order (the model, the seam score
     and the progress see them as before)."""
 
@@ -513,8 +511,13 @@ class _Stretches:
         self.ahead = STRETCHES_AHEAD_PER_WORKER * workers
         self.futures = {}
         self.taken = 0
+        self._begins = set(self.starts)
         for k in range(min(self.ahead, len(self.starts))):
             self._submit(k)
+
+    def begins_at(self, n: int) -> bool:
+        """Whether piece n is the first of a stretch."""
+        return n in self._begins
 
     def _submit(self, k: int) -> None:
         self.futures[k] = self.pool.submit(self._encode, self.starts[k])
@@ -555,17 +558,16 @@ class _Stretches:
         n = first
         while n < len(self.pieces) and isinstance(self.pieces[n], _Encode):
             piece = self.pieces[n]
-            images = _piece_images(frames, self.pieces, n, self.bridge_frames,
-                                   lambda b, n=n: self._bridge_turn(n))
+            images = _piece_images(frames, self.pieces, n, self.bridge_frames, self._bridge_turn(n))
             for k, image in enumerate(images):
                 if self.stop.is_set():
                     raise _Stopped
                 frame = self.writer.encoder_frame(image)
                 frame.pts, frame.time_base, frame.duration = piece.out + k, time_base, 1
                 frame.pict_type = av.video.frame.PictureType.NONE
-                out += [(packet, packet.pts) for packet in encoder.encode(frame)]
+                out += encoder.encode(frame)
             n += 1
-        out += [(packet, packet.pts) for packet in encoder.encode(None)]
+        out += encoder.encode(None)
         return out
 
 
