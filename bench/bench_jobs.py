@@ -29,6 +29,16 @@ def cli(*args) -> list[str]:
     return [sys.executable, "interpolate_video.py", *map(str, args)]
 
 
+def long_video(path: str) -> Path:
+    """The 10-minute 720p 25 fps test video at `path`, drawn (splice.sample) when absent."""
+    long = Path(path)
+    if not long.exists():
+        from splice.sample import make_sample
+        long.parent.mkdir(parents=True, exist_ok=True)
+        make_sample(str(long), 600, "ultrafast")
+    return long
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--input", default=str(D6))
@@ -63,11 +73,7 @@ def main() -> None:
                     f"({' / '.join(f'{s:.1f}' for s in singles)}) | one --jobs run: {jwall:.1f} s (peak RSS {jrss} MiB) | "
                     f"{(sum(singles) - jwall) / len(PAIRS):.1f} s saved per job |")
         if not args.skip_long:
-            long = Path(args.long)
-            if not long.exists():
-                from splice.sample import make_sample
-                long.parent.mkdir(parents=True, exist_ok=True)
-                make_sample(str(long), 600, "ultrafast")
+            long = long_video(args.long)
             report = f"{tmp}/long.json"
             keep = [x for r in LONG_KEEP for x in ("--keep", r)]
             wall, rss, _ = timed(cli("--input", long, "--output", f"{tmp}/long_edit.mp4", *keep, "--report", report,

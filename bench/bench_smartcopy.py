@@ -12,18 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-from bench.bench_jobs import D6, LONG_KEEP
-from bench.bench_pipeline import machine, timed
+from bench.bench_jobs import D6, LONG_KEEP, cli, long_video
+from bench.bench_pipeline import append_results, machine, timed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args) -> list[str]:
-    return [sys.executable, "interpolate_video.py", *map(str, args)]
 
 
 def run(label: str, args: list, tmp: str, common: list) -> list[str]:
@@ -48,27 +43,20 @@ def main() -> None:
     p.add_argument("--model", default="flow")
     p.add_argument("--note", default="", help="said beside the machine (e.g. that others were using it)")
     args = p.parse_args()
-    long = Path(args.long)
-    if not long.exists():
-        from splice.sample import make_sample
-        long.parent.mkdir(parents=True, exist_ok=True)
-        make_sample(str(long), 600, "ultrafast")
+    long = long_video(args.long)
     common = ["--model", args.model, "--quiet"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         keep = [x for r in LONG_KEEP for x in ("--keep", r)]
         rows += run(f"edit of {long.name} (10 min 720p 25 fps), 5 junctions", ["--input", long, *keep], tmp, common)
         rows += run(f"15-s splice of {Path(args.input).name}", ["--input", args.input], tmp, common)
-    results = ROOT / "bench" / "results" / "smartcopy.md"
-    if not results.exists():
-        results.write_text("# Copying unchanged footage (--copy-unchanged)\n\nMade by `python3 -m bench.bench_smartcopy`: "
-                           "whole commands, wall time including start-up and analysis; `write` is the report's "
-                           "time spent writing the output.\n")
-    with results.open("a") as f:
-        f.write(f"\n## {datetime.date.today()}, {machine()}{' (' + args.note + ')' if args.note else ''}\n\n"
-                f"model {args.model}, preset medium, crf 17\n\n"
-                "| job | --copy-unchanged | output frames | copied | wall | write | peak RSS |\n"
-                "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    append_results("smartcopy", "# Copying unchanged footage (--copy-unchanged)\n\nMade by `python3 -m bench.bench_smartcopy`: "
+                   "whole commands, wall time including start-up and analysis; `write` is the report's "
+                   "time spent writing the output.\n",
+                   f"\n## {datetime.date.today()}, {machine()}{' (' + args.note + ')' if args.note else ''}\n\n"
+                   f"model {args.model}, preset medium, crf 17\n\n"
+                   "| job | --copy-unchanged | output frames | copied | wall | write | peak RSS |\n"
+                   "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))
 
 
