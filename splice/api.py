@@ -16,6 +16,7 @@ import json
 import os
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -100,9 +101,7 @@ class AnalysisFrames:
             yield self._take(k, bar)
         if missing is None:
             return
-        rate = self.source.rate
-        lead = max(missing - round(ANALYSIS_LEAD_SECONDS * rate), 0)
-        past = max(stop, min(self.source.frame_count, stop + round(ANALYSIS_TAIL_SECONDS * rate)))
+        lead, past = self._reach(missing, stop)
         k = lead - 1
         try:
             for k, frame in self.source.frames(lead, past):
@@ -114,6 +113,36 @@ class AnalysisFrames:
         except UserError:
             if k < stop - 1:   # only the frames past what was asked for are optional
                 raise
+
+    def _reach(self, start: int, stop: int) -> tuple[int, int]:
+        """The frames a look at start .. stop-1 decodes and keeps (the lead and the tail around it)."""
+        rate = self.source.rate
+        lead = max(start - round(ANALYSIS_LEAD_SECONDS * rate), 0)
+        return lead, max(stop, min(self.source.frame_count, stop + round(ANALYSIS_TAIL_SECONDS * rate)))
+
+    def prefetch(self, looks, workers: int | None = None) -> None:
+        """Decode the frames of several looks ((start, stop) pairs) at once, a thread each (the
+        decoder and the shrinking run without the GIL), and keep them as the looks themselves would
+        have: the looks around different cuts are independent, and one at a time they leave all but
+        a core or two idle. A look that fails here is left for the real look to report."""
+        todo = sorted({(a, b) for a, b in looks if a < b and any(k not in self._kept for k in range(a, b))})
+        workers = min(len(todo), workers or indent_score.analysis_workers())
+        if workers < 2:
+            return
+
+        def decode(look):
+            got = []
+            try:
+                for k, frame in self.source.frames(*self._reach(*look)):
+                    got.append((k, indent_score.analysis_frame_of(frame)))
+            except UserError:
+                pass
+            return got
+        with ThreadPoolExecutor(workers, thread_name_prefix="analysis decoder") as pool:
+            for got in pool.map(decode, todo):
+                for k, small in got:
+                    if k not in self._kept:
+                        self._keep(k, small)
 
     def _take(self, k: int, bar) -> np.ndarray:
         self._kept.move_to_end(k)
@@ -166,6 +195,7 @@ def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool 
     indents = splice_indents(rate, source.frame_count, a, b, m)   # raises the reason when there is none
     first = plan_splice(rate, source.frame_count, a, b, indents[0], m)
     last = plan_splice(rate, source.frame_count, a, b, indents[-1], m)
+    frames.prefetch([(first.left, last.left + 1), (first.right, last.right + 1)])
     with tqdm(total=2 * len(indents), desc="analysing", unit="frame", disable=not progress) as bar:
         left = frames(first.left, last.left + 1, bar)    # A+i for every i
         right = []                                        # B-j for every i
@@ -331,6 +361,7 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
     max_roll = int(Fraction(roll_value).limit_denominator(10 ** 6) * rate + Fraction(1, 2))
     ranges = normalise_ranges(given, source.frame_count, rate)
     frames = AnalysisFrames(source)
+    frames.prefetch(look for k in range(len(ranges) - 1) for look in _junction_looks(ranges, k, source))
     ms = _auto_junction_frames(frames, ranges, max_roll) if m == "auto" else [m] * (len(ranges) - 1)
     options = [junction_options(ranges, k, source.frame_count, ms[k], max_roll) for k in range(len(ranges) - 1)]
     for k, opts in enumerate(options):
@@ -349,6 +380,13 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
     plan = plan_edit(rate, source.frame_count, ranges, chosen)
     return EditJob(source, plan, given, roll_value, [scores[k].get(c) for k, c in enumerate(chosen)],
                    analysis=frames)
+
+
+def _junction_looks(ranges, k: int, source: VideoSource) -> list[tuple[int, int]]:
+    """The frames around junction k that every edit looks at first: the second of footage on each
+    side (seam.junction_runs), whose motion sets auto m and which holds the candidate endpoints."""
+    before, after = seam.junction_runs(ranges[k][1] - 1, ranges[k + 1][0], source.rate, source.frame_count)
+    return [(before.start, before.stop), (after.start, after.stop)]
 
 
 def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list[int]:

@@ -679,6 +679,15 @@ class ClipWriter:
         self.container.start_encoding()  # header and codecs set up here, before a thread uses one
         self._sound = _SoundEncoder(self.audio, samples, usable_cores())
 
+    def finish_audio(self) -> None:
+        """Wait until the sound given to write_audio is encoded, if it is long enough to be encoded
+        in pieces. Copied video is muxed a packet at a time in Python, and while a dozen encoder
+        threads take and give back the GIL around every AAC frame, each of those packets waits in
+        line for it (10 minutes of copied 720p took 8 s so, against about 1 s alone): the copying
+        goes faster after the sound than beside it."""
+        if self._sound is not None and len(self._sound.pieces) > 1:
+            self._sound.join()
+
     def _mux_audio(self, until=None, wait: bool = False) -> None:
         """Mux the encoded audio packets that start before `until` seconds (all of them if None,
         waiting for the encoder to finish; with `wait`, waiting for those before `until`)."""
@@ -786,6 +795,9 @@ class _SoundEncoder:
 
     def stop(self) -> None:
         self._stop.set()
+        self.join()
+
+    def join(self) -> None:
         for thread in self.threads:
             thread.join()
 

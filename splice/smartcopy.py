@@ -427,6 +427,7 @@ def _write(writer, source, index, pieces, bridge_frames, audio, progress, worker
         if audio is not None:
             writer.write_audio(audio)
         stretches = _Stretches(writer, source, pieces, bridge_frames, workers)
+        writer.finish_audio()   # the stretches are made meanwhile
         for n, piece in enumerate(pieces):
             if isinstance(piece, _Copy):
                 _copy_run(container, stream, index, piece, to_annexb, mux)

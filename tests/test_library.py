@@ -211,3 +211,39 @@ def test_analysis_frames_decode_each_neighbourhood_once(video_factory):
     end = source.frame_count
     frames(end - 3, end)                    # never past the end
     assert asked[-1] == (end - 53, end)
+
+
+def test_analysis_frames_prefetch_decodes_looks_at_once(video_factory):
+    """prefetch() decodes several looks in threads, each as far as the look itself would, and the
+    looks then decode nothing; a look that fails there is left to the look itself."""
+    import threading
+    import numpy as np
+    from splice.api import AnalysisFrames
+    from splice.errors import UserError
+    from splice.indent import analysis_frame_of
+    from splice.media import VideoSource
+    source = VideoSource(str(video_factory()))
+    asked, threads, lock = [], set(), threading.Lock()
+
+    class Counting:
+        rate, frame_count = source.rate, source.frame_count
+
+        def frames(self, start, stop):
+            with lock:
+                asked.append((start, stop))
+                threads.add(threading.current_thread().name)
+            if start == end - 60:
+                raise UserError("damaged")
+            yield from source.frames(start, stop)
+    end = source.frame_count
+    frames = AnalysisFrames(Counting())
+    frames.prefetch([(60, 70), (200, 210), (60, 70), (end - 10, end), (5, 5)], workers=3)
+    assert sorted(asked) == [(10, 82), (150, 222), (end - 60, end)]    # the same reach as a look
+    assert len(threads) >= 2 and threading.current_thread().name not in threads
+    got = frames(200, 210) + frames(60, 70)
+    assert len(asked) == 3                                            # all kept
+    direct = {k: analysis_frame_of(f) for k, f in source.frames(60, 210)}
+    for k, small in zip([*range(200, 210), *range(60, 70)], got):
+        assert np.array_equal(small, direct[k]), k
+    with pytest.raises(UserError, match="damaged"):
+        frames(end - 10, end)
