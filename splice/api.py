@@ -35,7 +35,7 @@ from .plan import (EditPlan, JunctionChoice, PlanError, SplicePlan, choose_junct
                    junction_endpoints, junction_options, normalise_ranges, plan_edit, plan_splice,
                    seconds, shortest_splice, splice_indents)
 from .plan import Bridge
-from .render import EncodeOptions, Stopwatch, render
+from .render import EncodeOptions, SoundReader, Stopwatch, render
 
 VERSION = "0.2.0"
 
@@ -515,6 +515,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     started = time.perf_counter()
     source = job.source
     timeline = job.timeline()
+    gaps: list = []
+    sound = SoundReader(source, timeline, gaps) if encode.audio and source.audio else None
     if job.checks is None:
         with watch("seam"):
             guard_bridges(job, hard_bridge, say)
@@ -526,12 +528,12 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
             c = by_out[bridge.out]
             c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
                                      c.natural)
-    gaps: list = []
     copy: list = []
     with watch("write"):
         with atomic_output(output) as tmp:
             generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
-                                  save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy)
+                                  save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy,
+                                  sound=sound)
     for c in checks:
         say(f"{c.where()}: {c.seam.describe()}")
     for g in gaps:

@@ -64,23 +64,49 @@ class Stopwatch:
         return _Stage()
 
 
+class SoundReader:
+    """The output's soundtrack (audio.timeline_audio), read in a thread from the moment this is
+    made: the reading (a whole recording's sound, decoded and cut) needs nothing but the timeline,
+    so it can go on while the bridges are checked."""
+
+    def __init__(self, source: VideoSource, timeline: list[Entry], audio_gaps: list[AudioGap] | None = None):
+        self._args = source, timeline, source.rate, audio_gaps
+        self._samples = self._error = None
+        self._thread = threading.Thread(target=self._read, name="sound reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._samples = timeline_audio(*self._args)
+        except BaseException as e:   # raised in the thread that asks for the sound
+            self._error = e
+
+    def result(self):
+        """The sound, float32 (channels, samples), once read; what went wrong, raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._samples
+
+
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
            audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
-           on_bridge=None, copy: list[dict] | None = None) -> list[int]:
+           on_bridge=None, copy: list[dict] | None = None, sound: SoundReader | None = None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
     of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
     `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
     hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
     endpoints and generated frames (the seam score). What was copied and what encoded, per
-    timeline entry, is appended to `copy`."""
+    timeline entry, is appended to `copy`. `sound`: the soundtrack already being read (a
+    SoundReader of this timeline, with `audio_gaps` its list), else it is read here."""
     total = timeline[-1].out + timeline[-1].count
     generated_at: list[int] = []
     warming = _warm_up(interpolator, source, timeline)
-    sound = None
+    samples = None
     if encode.audio and source.audio:
         with watch("audio"):
-            sound = timeline_audio(source, timeline, source.rate, audio_gaps)
+            samples = (sound or SoundReader(source, timeline, audio_gaps)).result()
 
     def bridge_frames(bridge: Bridge, left, right) -> list:
         nonlocal warming
@@ -100,7 +126,7 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
         return frames
     with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
         info = write_timeline(path, source, timeline, bridge_frames, crf=encode.crf, preset=encode.preset,
-                              pix_fmt=encode.pix_fmt, mode=encode.copy_unchanged, audio=sound,
+                              pix_fmt=encode.pix_fmt, mode=encode.copy_unchanged, audio=samples,
                               progress=bar.update)
     if copy is not None:
         copy += info
