@@ -432,10 +432,13 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
         if seek_to > 0 and (grid is None or grid[2]):
             container.seek(int(seek_to / stream.time_base), stream=stream, backward=True)
         tb = Fraction(stream.time_base)
+        num, den = tb.numerator * sr, tb.denominator   # a frame starts at sample pts * num / den
         cursor = None
         for frame in _decode_audio(container, stream, path):
-            if frame.pts is not None:
-                at = frame.pts * tb * sr
+            pts = frame.pts
+            # (in integers first: a Fraction per frame costs more than the rest of the loop)
+            if pts is not None and (cursor is None or pts * num - cursor * den > tolerance * den):
+                at = Fraction(pts * num, den)
                 if cursor is None:
                     if grid is None:
                         cursor = round(at)
@@ -445,18 +448,19 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
                             cursor = origin if at < origin + head / 2 else round(at)
                         else:
                             cursor = origin + head + round((at - origin - head) / step) * step
-                elif at - cursor > tolerance:
+                else:
                     if gaps is not None and cursor < wanted_end and at > first:
                         gaps.append(AudioGap(float(Fraction(cursor, sr)), float((at - cursor) / sr)))
                     cursor = round(at)   # the gap stays silent
             if cursor is None:
                 continue
             for chunk in resampler.resample(frame):
-                data = chunk.to_ndarray()
-                lo, hi = max(cursor, first), min(cursor + data.shape[1], wanted_end)
-                if hi > lo:
-                    out[:, lo - first:hi - first] = data[:, lo - cursor:hi - cursor]
-                cursor += data.shape[1]
+                count = chunk.samples
+                lo, hi = max(cursor, first), min(cursor + count, wanted_end)
+                if hi > lo:   # fltp: one plane per channel, copied straight into place
+                    for c, plane in enumerate(chunk.planes):
+                        out[c, lo - first:hi - first] = np.frombuffer(plane, np.float32, count)[lo - cursor:hi - cursor]
+                cursor += count
             if cursor >= wanted_end:
                 break
     finally:
@@ -616,7 +620,7 @@ class ClipWriter:
         # the video, so the file stays interleaved.
         self._sound: _SoundEncoder | None = None
         self._audio_error: BaseException | None = None
-        self._audio_waiting = None  # a packet taken from the encoder but not yet due
+        self._audio_waiting = None  # (packet, its start in seconds) taken from the encoder but not yet due
 
     def _yuv(self, frame):
         """A decoded source frame in the clip's format, keeping its pixels where the format already fits."""
@@ -694,17 +698,19 @@ class ClipWriter:
         if self._sound is None:
             return
         while True:
-            packet = self._audio_waiting
-            if packet is None:
+            if self._audio_waiting is not None:
+                packet, starts = self._audio_waiting
+            else:
                 try:
                     packet = self._sound.next_packet(block=until is None or wait)
                 except queue.Empty:
                     return
-            if packet is None:  # the encoder is done
-                self._audio_error, self._sound = self._sound.error, None
-                return
-            if until is not None and packet.pts is not None and packet.pts * packet.time_base > until:
-                self._audio_waiting = packet
+                if packet is None:  # the encoder is done
+                    self._audio_error, self._sound = self._sound.error, None
+                    return
+                starts = None if packet.pts is None else packet.pts * packet.time_base
+            if until is not None and starts is not None and starts > until:
+                self._audio_waiting = packet, starts   # its start, worked out once: asked per video packet
                 return
             self._audio_waiting = None
             packet.stream = self.audio
