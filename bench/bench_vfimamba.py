@@ -17,6 +17,7 @@ Variants of ours:
   tf32        float32 storage, TF32 convolutions and matmuls
   fp16 / bf16 autocast, channels-last, scan inputs in half (scan state float32), flows float32
   fp16-nocl   fp16 without channels-last
+  fp16-nofuse fp16 with SS2D's cross-scan and merge as PyTorch ops instead of layout_triton's kernels
   fp16-graph  fp16 captured in a CUDA graph and replayed
 Official: "official" = torch defaults (cudnn TF32 on, matmul TF32 off: how the official code runs),
 "official-fp32" = TF32 off (the accuracy reference).
@@ -47,6 +48,7 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "tf32": (None, True, False, False, False),
     "fp16": (torch.float16, True, True, True, False),
     "fp16-nocl": (torch.float16, True, False, True, False),
+    "fp16-nofuse": (torch.float16, True, True, True, False),
     "bf16": (torch.bfloat16, True, True, True, False),
     "fp16-graph": (torch.float16, True, True, True, True),
     "bf16-graph": (torch.bfloat16, True, True, True, True),
@@ -120,6 +122,10 @@ def make_fn(net, variant, backend, dev):
     ac, _, cl, half, graph = VARIANTS[variant]
     net.set_scan_backend(backend)
     net.set_fast(half_scan=half, channels_last=cl, pad_cabs=not variant.endswith("-nopad"))
+    from vfimamba.backbone import SS2D
+    for m in net.modules():
+        if isinstance(m, SS2D):
+            m.fused_layout = not variant.endswith("-nofuse")
     t = torch.full((1,), 0.5, device=dev)
 
     def fwd(x):

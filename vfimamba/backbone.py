@@ -104,6 +104,7 @@ class SS2D(nn.Module):
         # Fast-path switches (VFIMambaNet.set_fast): hand the scan its inputs in the autocast dtype
         # (the kernels keep the state in float32), and the memory layout of the conv inputs.
         self.half_scan = False
+        self.fused_layout = True   # layout_triton's kernels where they can run (same values)
         self.mf = torch.contiguous_format
         if not self.A_logs.is_meta:  # built on the meta device, a checkpoint fills every value
             self.reset_parameters()
@@ -130,13 +131,38 @@ class SS2D(nn.Module):
         x = x.reshape(b2, c, -1)
         return torch.stack([x[:b], x[b:]], dim=-1).reshape(b, c, -1)
 
+    @staticmethod
+    def _cross_scan_torch(x):
+        """(2b, di, H, W) -> (b, K, di, 2HW): the interleaved pair row-major, column-major, and both reversed."""
+        seq_hw = SS2D._interleave(x)
+        seq_wh = SS2D._interleave(x.transpose(2, 3))
+        xs = torch.stack([seq_hw, seq_wh], dim=1)
+        return torch.cat([xs, xs.flip(-1)], dim=1)
+
+    @staticmethod
+    def _merge_torch(y, H, W):
+        """(b, K, di, 2HW) scanned directions -> (2b, H, W, di), the frames apart again."""
+        b, _, di, L = y.shape
+
+        def unscan_wh(t):
+            # The official merge undoes the column-major order by viewing each channel's 2HW sequence
+            # as two (W, H) blocks and transposing them. That is not the exact inverse of the
+            # interleaving, but the weights were trained with it, so it is reproduced as is.
+            return t.reshape(b, di, 2, W, H).transpose(-1, -2).reshape(b, di, L)
+
+        m = y[:, 0] + y[:, 2].flip(-1) + unscan_wh(y[:, 1]) + unscan_wh(y[:, 3].flip(-1))
+        m = m.transpose(1, 2).reshape(b, H * W, 2, di)
+        return torch.cat([m[:, :, 0], m[:, :, 1]], dim=0).view(2 * b, H, W, di)
+
     def _scan(self, x):
+        """(2b, di, H, W) -> (2b, H, W, di): the four-direction selective scan of the interleaved pair.
+        On CUDA with Triton the cross-scan and the merge are one kernel each (layout_triton: the
+        same values, a pass each instead of about ten); compiled graphs keep the PyTorch ops,
+        which the compiler fuses itself."""
         b2, di, H, W = x.shape
         b, L, K = b2 // 2, 2 * H * W, self.K
-        seq_hw = self._interleave(x)
-        seq_wh = self._interleave(x.transpose(2, 3))
-        xs = torch.stack([seq_hw, seq_wh], dim=1)
-        xs = torch.cat([xs, xs.flip(-1)], dim=1)  # (b, K, di, L)
+        kernels = _layout_kernels() if self.fused_layout and x.is_cuda and not torch.compiler.is_compiling() else None
+        xs = kernels.cross_scan(x) if kernels else self._cross_scan_torch(x)  # (b, K, di, L)
 
         proj = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(proj, [self.dt_rank, self.d_state, self.d_state], dim=2)
@@ -148,25 +174,30 @@ class SS2D(nn.Module):
             -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
             self.dt_projs_bias.float().reshape(-1), delta_softplus=True, backend=self.scan_backend,
         ).view(b, K, di, L)
-
-        def unscan_wh(t):
-            # The official merge undoes the column-major order by viewing each channel's 2HW sequence
-            # as two (W, H) blocks and transposing them. That is not the exact inverse of the
-            # interleaving, but the weights were trained with it, so it is reproduced as is.
-            return t.reshape(b, di, 2, W, H).transpose(-1, -2).reshape(b, di, L)
-
-        return y[:, 0] + y[:, 2].flip(-1) + unscan_wh(y[:, 1]) + unscan_wh(y[:, 3].flip(-1))
+        return kernels.cross_merge(y, H, W) if kernels else self._merge_torch(y, H, W)
 
     def forward(self, x):
         """x: (2b, H, W, C) channels-last -> same shape."""
-        b2, H, W, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous(memory_format=self.mf)))
-        y = self._scan(x)  # (b, di, 2HW), interleaved frames
-        y = y.transpose(1, 2).reshape(b2 // 2, H * W, 2, self.d_inner)
-        y = torch.cat([y[:, :, 0], y[:, :, 1]], dim=0).view(b2, H, W, self.d_inner)
+        y = self._scan(x)  # (2b, H, W, di)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)
+
+
+_LAYOUT_KERNELS = None
+
+
+def _layout_kernels():
+    """vfimamba.layout_triton, imported at first use (Triton is optional), or None without Triton."""
+    global _LAYOUT_KERNELS
+    if _LAYOUT_KERNELS is None:
+        try:
+            from . import layout_triton
+        except ImportError:
+            layout_triton = False
+        _LAYOUT_KERNELS = layout_triton
+    return _LAYOUT_KERNELS or None
 
 
 class VSSBlock(nn.Module):

@@ -1,0 +1,87 @@
+"""SS2D's fused layout kernels (vfimamba.layout_triton) against the PyTorch ops they replace.
+
+Needs Triton and CUDA (skipped otherwise: CI is CPU-only); with TRITON_INTERPRET=1 and Triton
+installed the kernels also run here on the CPU through Triton's interpreter. The cross-scan only
+moves elements and the merge adds the four directions in the same order, so the results must be
+equal bit for bit.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA and not INTERPRET:
+    pytest.skip("needs CUDA (or TRITON_INTERPRET=1)", allow_module_level=True)
+
+from vfimamba import layout_triton  # noqa: E402
+from vfimamba.backbone import SS2D, VSSBlock  # noqa: E402
+
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+# Sizes that are and are not multiples of the 8 x 8 tiles and 32-channel blocks.
+SHAPES = [(1, 32, 8, 8), (2, 40, 13, 21), (1, 64, 23, 9)]
+
+
+def _x(pairs, d, h, w, dtype, channels_last):
+    g = torch.Generator().manual_seed(pairs * 1000 + d + h * w)
+    x = torch.randn(2 * pairs, d, h, w, generator=g).to(DEVICE, dtype)
+    # every element different, so that a misplaced one cannot go unnoticed
+    x += torch.arange(x.numel(), dtype=torch.float32).view(x.shape).to(DEVICE, dtype) * 1e-3
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cross_scan_is_the_torch_layout(shape, dtype, channels_last):
+    x = _x(*shape, dtype, channels_last)
+    got = layout_triton.cross_scan(x)
+    want = SS2D._cross_scan_torch(x)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cross_merge_is_the_torch_merge(shape):
+    pairs, d, h, w = shape
+    g = torch.Generator().manual_seed(d * h + w)
+    y = torch.randn(pairs, 4, d, 2 * h * w, generator=g).to(DEVICE)
+    got = layout_triton.cross_merge(y, h, w)
+    want = SS2D._merge_torch(y, h, w)
+    assert got.shape == want.shape == (2 * pairs, h, w, d)
+    assert torch.equal(got, want)
+
+
+def test_merge_undoes_the_scan_as_the_official_code_does():
+    """Scanning, then merging, each direction's copy of a pixel lands back where the official
+    (not exactly inverse) un-scan puts it; for the row-major directions that is the pixel itself."""
+    x = _x(1, 32, 6, 10, torch.float32, False)
+    xs = layout_triton.cross_scan(x)
+    keep = torch.zeros_like(xs)
+    keep[:, 0] = xs[:, 0]
+    keep[:, 2] = xs[:, 2]
+    back = layout_triton.cross_merge(keep, 6, 10)
+    assert torch.equal(back, 2 * x.permute(0, 2, 3, 1))
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="SS2D picks the kernels for CUDA tensors only")
+def test_block_uses_the_kernels_and_matches_the_torch_path():
+    from torch.profiler import ProfilerActivity, profile
+    torch.manual_seed(0)
+    block = VSSBlock(32).to(DEVICE).eval()
+    block.self_attention.scan_backend = "triton"
+    x = torch.randn(2, 32, 11, 7, device=DEVICE)
+    with torch.no_grad():
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fused = block(x)
+            torch.cuda.synchronize()
+        block.self_attention.fused_layout = False
+        plain = block(x)
+    names = {e.key for e in prof.key_averages()}
+    assert any("_cross_scan_kernel" in n for n in names) and any("_cross_merge_kernel" in n for n in names)
+    assert torch.equal(fused, plain)

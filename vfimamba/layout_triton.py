@@ -1,0 +1,110 @@
+"""SS2D's layout work as two Triton kernels: the four-direction cross-scan of the interleaved frame
+pair, and the merge of the four scanned directions back into channels-last images.
+
+In PyTorch ops (backbone.SS2D._cross_scan_torch and _merge_torch) each is about ten passes over
+tensors of 60-240 MB per call at 720p: interleave, transpose, stack, flip and cat on the way in;
+two flips, the un-scan, three adds, a transpose and a cat on the way out. Each kernel here reads
+every element once and writes it once to each place it goes, with the very same values (the
+cross-scan only moves elements; the merge adds the four directions in the same order, in the
+same precision). Tiles are 2-D in the image, rows x columns, so that the row-major and the
+column-major directions both come in runs rather than one element at a time.
+
+Index maps (b pairs, d channels, an H x W image per frame, L = 2HW; frame f of pair i is image
+f*b + i; position p = h*W + w):
+  cross-scan  xs[i, 0, :, 2p + f]          = x[f*b + i, :, h, w]
+              xs[i, 1, :, 2(w*H + h) + f]  = the same element (column-major)
+              xs[i, 2 or 3, :, L-1-l]      = xs[i, 0 or 1, :, l] (both reversed)
+  merge       m[l] = y0[l] + y2[L-1-l] + y1[g(l)] + y3[L-1-g(l)], with l = s*HW + h*W + w
+              (s in {0, 1}) and g(l) = s*HW + w*H + h: the official un-scan of the column-major
+              directions, which views each half of the sequence as a W x H block and transposes
+              it (the weights were trained with it); then out[f*b + i, p, :] = m[2p + f].
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["cross_scan", "cross_merge"]
+
+# A tile: 16 x 16 pixels of 16 channels (the fastest of the sizes tried on an H200, for both
+# kernels, at VFIMamba's stage-3 and stage-4 shapes of 720p and 1080p).
+TILE_H, TILE_W, BLOCK_D = 16, 16, 16
+
+
+@triton.jit
+def _cross_scan_kernel(x_ptr, xs_ptr, B, D, H, W, sx0, sx1, sx2, sx3,
+                       BD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
+    tile = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    pair = tl.program_id(2).to(tl.int64)
+    tiles_w = tl.cdiv(W, TW)
+    d = pid_d * BD + tl.arange(0, BD)
+    c = tl.arange(0, 2 * TH * TW)           # (pixel, frame), the frame fastest
+    f = c % 2
+    t = c // 2
+    h = (tile // tiles_w) * TH + t // TW
+    w = (tile % tiles_w) * TW + t % TW
+    mask = (d[:, None] < D) & ((h < H) & (w < W))[None, :]
+    image = f.to(tl.int64) * B + pair
+    v = tl.load(x_ptr + image[None, :] * sx0 + d[:, None].to(tl.int64) * sx1 + (h * sx2 + w * sx3)[None, :],
+                mask=mask)
+    L = 2 * H * W
+    row = 2 * (h * W + w) + f
+    col = 2 * (w * H + h) + f
+    out = xs_ptr + pair * 4 * D * L + d[:, None].to(tl.int64) * L
+    tl.store(out + row[None, :], v, mask=mask)
+    tl.store(out + D * L + col[None, :], v, mask=mask)
+    tl.store(out + 2 * D * L + (L - 1 - row)[None, :], v, mask=mask)
+    tl.store(out + 3 * D * L + (L - 1 - col)[None, :], v, mask=mask)
+
+
+@triton.jit
+def _cross_merge_kernel(y_ptr, o_ptr, B, D, H, W,
+                        BD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
+    tile = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    pair = tl.program_id(2).to(tl.int64)
+    tiles_w = tl.cdiv(W, TW)
+    tiles = tl.cdiv(H, TH) * tiles_w
+    half = tile // tiles                     # s: which half of the sequence
+    tile = tile % tiles
+    d = pid_d * BD + tl.arange(0, BD)
+    t = tl.arange(0, TH * TW)
+    h = (tile // tiles_w) * TH + t // TW
+    w = (tile % tiles_w) * TW + t % TW
+    mask = (d[:, None] < D) & ((h < H) & (w < W))[None, :]
+    HW = H * W
+    L = 2 * HW
+    l = half * HW + h * W + w
+    g = half * HW + w * H + h
+    y = y_ptr + pair * 4 * D * L + d[:, None].to(tl.int64) * L
+    v = tl.load(y + l[None, :], mask=mask)
+    v += tl.load(y + 2 * D * L + (L - 1 - l)[None, :], mask=mask)
+    v += tl.load(y + D * L + g[None, :], mask=mask)
+    v += tl.load(y + 3 * D * L + (L - 1 - g)[None, :], mask=mask)
+    image = (l % 2).to(tl.int64) * B + pair
+    dst = o_ptr + image[None, :] * HW * D + (l // 2)[None, :].to(tl.int64) * D + d[:, None]
+    tl.store(dst, v, mask=mask)
+
+
+def cross_scan(x: torch.Tensor) -> torch.Tensor:
+    """x: (2b, d, H, W), [frame0 images; frame1 images], any strides -> xs (b, 4, d, 2HW)."""
+    b2, d, h, w = x.shape
+    b = b2 // 2
+    xs = torch.empty((b, 4, d, 2 * h * w), dtype=x.dtype, device=x.device)
+    grid = (triton.cdiv(h, TILE_H) * triton.cdiv(w, TILE_W), triton.cdiv(d, BLOCK_D), b)
+    _cross_scan_kernel[grid](x, xs, b, d, h, w, *x.stride(), BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
+    return xs
+
+
+def cross_merge(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """y: (b, 4, d, 2HW) contiguous, the scanned directions -> (2b, H, W, d) contiguous, same dtype."""
+    b, k, d, length = y.shape
+    if k != 4 or length != 2 * h * w:
+        raise ValueError(f"cross_merge: expected (b, 4, d, {2 * h * w}), got {tuple(y.shape)}")
+    y = y.contiguous()
+    out = torch.empty((2 * b, h, w, d), dtype=y.dtype, device=y.device)
+    grid = (2 * triton.cdiv(h, TILE_H) * triton.cdiv(w, TILE_W), triton.cdiv(d, BLOCK_D), b)
+    _cross_merge_kernel[grid](y, out, b, d, h, w, BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
+    return out
