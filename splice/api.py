@@ -126,6 +126,16 @@ class AnalysisFrames:
         have: the looks around different cuts are independent, and one at a time they leave all but
         a core or two idle. A look that fails here is left for the real look to report."""
         todo = sorted({(a, b) for a, b in looks if a < b and any(k not in self._kept for k in range(a, b))})
+        # no more than half the cache, so that nothing decoded here is pushed out before it is read
+        width, height = indent_score.analysis_size(self.source.width, self.source.height)
+        room, fits = ANALYSIS_CACHE_BYTES // 2 // (width * height), 0
+        for a, b in todo:
+            lead, past = self._reach(a, b)
+            room -= past - lead
+            if room < 0:
+                break
+            fits += 1
+        todo = todo[:fits]
         workers = min(len(todo), workers or indent_score.analysis_workers())
         if workers < 2:
             return
@@ -200,7 +210,7 @@ def analyse_indents(source: VideoSource, a: int, b: int, m: int, progress: bool 
         left = frames(first.left, last.left + 1, bar)    # A+i for every i
         right = []                                        # B-j for every i
 
-        def decode_right():  # each pair is scored while the next right frame decodes
+        def decode_right():  # each pair is scored as its right frame is taken
             for frame in frames.iterate(first.right, last.right + 1, bar):
                 right.append(frame)
                 yield frame
@@ -361,7 +371,6 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
     max_roll = int(Fraction(roll_value).limit_denominator(10 ** 6) * rate + Fraction(1, 2))
     ranges = normalise_ranges(given, source.frame_count, rate)
     frames = AnalysisFrames(source)
-    frames.prefetch(look for k in range(len(ranges) - 1) for look in _junction_looks(ranges, k, source))
     ms = _auto_junction_frames(frames, ranges, max_roll) if m == "auto" else [m] * (len(ranges) - 1)
     options = [junction_options(ranges, k, source.frame_count, ms[k], max_roll) for k in range(len(ranges) - 1)]
     for k, opts in enumerate(options):
@@ -382,11 +391,9 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
                    analysis=frames)
 
 
-def _junction_looks(ranges, k: int, source: VideoSource) -> list[tuple[int, int]]:
-    """The frames around junction k that every edit looks at first: the second of footage on each
-    side (seam.junction_runs), whose motion sets auto m and which holds the candidate endpoints."""
-    before, after = seam.junction_runs(ranges[k][1] - 1, ranges[k + 1][0], source.rate, source.frame_count)
-    return [(before.start, before.stop), (after.start, after.stop)]
+# Junctions whose frames are decoded at once (AnalysisFrames.prefetch): enough to keep the cores
+# busy, few enough that their frames (about 7 s of them each) stay well inside the cache until read.
+PREFETCH_JUNCTIONS = 8
 
 
 def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list[int]:
@@ -394,13 +401,16 @@ def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list
     kept frame before it to the first after it) against the natural motion around it, at most
     seam.AUTO_CAP and as many as the two ranges beside it can give up."""
     source = frames.source
+    runs = [seam.junction_runs(ranges[k][1] - 1, ranges[k + 1][0], source.rate, source.frame_count)
+            for k in range(len(ranges) - 1)]
     out = []
     for k in range(len(ranges) - 1):
-        left, right = ranges[k][1] - 1, ranges[k + 1][0]
+        if k % PREFETCH_JUNCTIONS == 0:
+            frames.prefetch([(r.start, r.stop) for pair in runs[k:k + PREFETCH_JUNCTIONS] for r in pair])
         cap = seam.AUTO_CAP
         while cap > 1 and not junction_options(ranges, k, source.frame_count, cap, max_roll):
             cap -= 1
-        before, after = seam.junction_runs(left, right, source.rate, source.frame_count)
+        before, after = runs[k]
         run0 = frames(before.start, before.stop)
         run1 = frames(after.start, after.stop)
         out.append(seam.choose_generated_frames(run0[-1], run1[0], seam.natural_motion([run0, run1]), cap))
@@ -413,11 +423,17 @@ def _score_junctions(frames: AnalysisFrames, ranges, options, progress: bool) ->
     out = []
     need = sum(1 for o in options for _ in o)
     with tqdm(total=need, desc="analysing", unit="pair", disable=not progress) as bar:
+        ends = []   # per junction: its candidates' endpoint pairs, and the ranges they span
         for k, opts in enumerate(options):
-            end, start = ranges[k][1], ranges[k + 1][0]
-            pairs = {c: junction_endpoints(end, start, c) for c in opts}
+            pairs = {c: junction_endpoints(ranges[k][1], ranges[k + 1][0], c) for c in opts}
             lefts = sorted({p[0] for p in pairs.values()})
             rights = sorted({p[1] for p in pairs.values()})
+            ends.append((pairs, lefts, rights))
+        for k, opts in enumerate(options):
+            if k % PREFETCH_JUNCTIONS == 0:
+                frames.prefetch([look for _, lefts, rights in ends[k:k + PREFETCH_JUNCTIONS]
+                                 for look in ((lefts[0], lefts[-1] + 1), (rights[0], rights[-1] + 1))])
+            pairs, lefts, rights = ends[k]
             small = dict(zip(range(lefts[0], lefts[-1] + 1), frames(lefts[0], lefts[-1] + 1)))
             small.update(zip(range(rights[0], rights[-1] + 1), frames(rights[0], rights[-1] + 1)))
             unique = sorted(set(pairs.values()))
@@ -517,23 +533,28 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     timeline = job.timeline()
     gaps: list = []
     sound = SoundReader(source, timeline, gaps) if encode.audio and source.audio else None
-    if job.checks is None:
-        with watch("seam"):
-            guard_bridges(job, hard_bridge, say)
-    checks, overrides = job.checks, job.overrides
-    by_out = {c.out: c for c in checks}
+    try:
+        if job.checks is None:
+            with watch("seam"):
+                guard_bridges(job, hard_bridge, say)
+        checks, overrides = job.checks, job.overrides
+        by_out = {c.out: c for c in checks}
 
-    def measure(bridge, left_rgb, right_rgb, frames):
-        with watch("seam"):
-            c = by_out[bridge.out]
-            c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
-                                     c.natural)
-    copy: list = []
-    with watch("write"):
-        with atomic_output(output) as tmp:
-            generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
-                                  save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy,
-                                  sound=sound)
+        def measure(bridge, left_rgb, right_rgb, frames):
+            with watch("seam"):
+                c = by_out[bridge.out]
+                c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
+                                         c.natural)
+        copy: list = []
+        with watch("write"):
+            with atomic_output(output) as tmp:
+                generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
+                                      save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy,
+                                      sound=sound)
+    except BaseException:
+        if sound is not None:
+            sound.close()
+        raise
     for c in checks:
         say(f"{c.where()}: {c.seam.describe()}")
     for g in gaps:

@@ -28,9 +28,10 @@ def _ramp(length: int) -> np.ndarray:
 
 
 def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction,
-                   gaps: list[AudioGap] | None = None) -> np.ndarray:
+                   gaps: list[AudioGap] | None = None, stop=None) -> np.ndarray | None:
     """float32 (channels, samples) of exactly the output's length (its frames at `rate`). Gaps in
-    the source's audio that the output uses (kept as silence) are appended to `gaps`, once each."""
+    the source's audio that the output uses (kept as silence) are appended to `gaps`, once each.
+    `stop` (a threading.Event): once it is set, reading ends early and None is returned."""
     found: list[AudioGap] = []
     info = source.audio
     sr = info.sample_rate
@@ -49,7 +50,9 @@ def timeline_audio(source: VideoSource, timeline: list[Entry], rate: Fraction,
         lead = s0 - at(prev.out) if isinstance(prev, Bridge) else 0                  # fades in under the bridge before
         tail = at(after.out + after.count) - s1 if isinstance(after, Bridge) else 0  # fades out under the bridge after
         sound = read_audio(source.path, info, source.absolute_time(e.src) - Fraction(lead, sr), lead + s1 - s0 + tail,
-                           found)
+                           found, stop)
+        if stop is not None and stop.is_set():
+            return None
         core = sound[:, lead:lead + s1 - s0]
         if isinstance(prev, Span):
             _declick(core, at_end=False, rate=sr)

@@ -402,7 +402,7 @@ def _audio_origin(path: str, info: AudioInfo) -> tuple[int, int, int]:
 
 
 def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
-               gaps: list[AudioGap] | None = None) -> np.ndarray:
+               gaps: list[AudioGap] | None = None, stop=None) -> np.ndarray:
     """`samples` samples of float32 audio (channels, samples) from `start` seconds on the container
     clock. Where the file has no audio (before it starts, after it ends) the result is silence.
 
@@ -417,6 +417,7 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
     (the first decoded frame, then whole frames of the codec's fixed size: AAC, MP3, AC-3, Opus),
     so that every read of one file agrees to the sample; a rounded stream without a fixed frame
     size (rare: PCM or Vorbis in MKV with varying packets) is decoded from its start instead.
+    `stop` (a threading.Event): once set, the read ends where it is (the rest stays silent).
     """
     out = np.zeros((info.channels, samples), np.float32)
     sr = info.sample_rate
@@ -461,7 +462,7 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
                     for c, plane in enumerate(chunk.planes):
                         out[c, lo - first:hi - first] = np.frombuffer(plane, np.float32, count)[lo - cursor:hi - cursor]
                 cursor += count
-            if cursor >= wanted_end:
+            if cursor >= wanted_end or stop is not None and stop.is_set():
                 break
     finally:
         container.close()
@@ -691,6 +692,8 @@ class ClipWriter:
         goes faster after the sound than beside it."""
         if self._sound is not None and len(self._sound.pieces) > 1:
             self._sound.join()
+            if self._sound.error is not None:   # now, not after all the copying
+                raise self._sound.error
 
     def _mux_audio(self, until=None, wait: bool = False) -> None:
         """Mux the encoded audio packets that start before `until` seconds (all of them if None,

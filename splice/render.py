@@ -72,14 +72,19 @@ class SoundReader:
     def __init__(self, source: VideoSource, timeline: list[Entry], audio_gaps: list[AudioGap] | None = None):
         self._args = source, timeline, source.rate, audio_gaps
         self._samples = self._error = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="sound reader", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         try:
-            self._samples = timeline_audio(*self._args)
+            self._samples = timeline_audio(*self._args, stop=self._stop)
         except BaseException as e:   # raised in the thread that asks for the sound
             self._error = e
+
+    def close(self) -> None:
+        """Stop reading (the job failed before it needed the sound); the thread ends by itself."""
+        self._stop.set()
 
     def result(self):
         """The sound, float32 (channels, samples), once read; what went wrong, raised."""

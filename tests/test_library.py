@@ -213,7 +213,7 @@ def test_analysis_frames_decode_each_neighbourhood_once(video_factory):
     assert asked[-1] == (end - 53, end)
 
 
-def test_analysis_frames_prefetch_decodes_looks_at_once(video_factory):
+def test_analysis_frames_prefetch_decodes_looks_at_once(video_factory, monkeypatch):
     """prefetch() decodes several looks in threads, each as far as the look itself would, and the
     looks then decode nothing; a look that fails there is left to the look itself."""
     import threading
@@ -226,7 +226,7 @@ def test_analysis_frames_prefetch_decodes_looks_at_once(video_factory):
     asked, threads, lock = [], set(), threading.Lock()
 
     class Counting:
-        rate, frame_count = source.rate, source.frame_count
+        rate, frame_count, width, height = source.rate, source.frame_count, source.width, source.height
 
         def frames(self, start, stop):
             with lock:
@@ -247,3 +247,33 @@ def test_analysis_frames_prefetch_decodes_looks_at_once(video_factory):
         assert np.array_equal(small, direct[k]), k
     with pytest.raises(UserError, match="damaged"):
         frames(end - 10, end)
+    # never more than half the cache at once: of three looks of 72 frames, room for two
+    import splice.api
+    from splice.indent import analysis_size
+    w, h = analysis_size(source.width, source.height)
+    monkeypatch.setattr(splice.api, "ANALYSIS_CACHE_BYTES", 2 * 150 * w * h)
+    asked.clear()
+    AnalysisFrames(Counting()).prefetch([(300, 310), (400, 410), (500, 510)], workers=3)
+    assert sorted(asked) == [(250, 322), (350, 422)]
+
+
+def test_sound_reader_gives_the_timeline_sound_and_stops_when_closed(video_factory):
+    """SoundReader reads the same sound as timeline_audio; closed (the job failed first), its
+    reading ends early instead of decoding the rest of the soundtrack."""
+    import threading
+    import numpy as np
+    from splice.audio import timeline_audio
+    from splice.media import VideoSource
+    from splice.plan import Span
+    from splice.render import SoundReader
+    source = VideoSource(str(video_factory()))
+    timeline = [Span(0, 0, 100), Span(100, 200, 150)]
+    want = timeline_audio(source, timeline, source.rate)
+    assert np.array_equal(SoundReader(source, timeline).result(), want)
+    stop = threading.Event()
+    stop.set()
+    assert timeline_audio(source, timeline, source.rate, stop=stop) is None
+    reader = SoundReader(source, timeline)
+    reader.close()
+    got = reader.result()
+    assert got is None or np.array_equal(got, want)   # None unless it finished before the close

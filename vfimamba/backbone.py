@@ -154,6 +154,15 @@ class SS2D(nn.Module):
         m = m.transpose(1, 2).reshape(b, H * W, 2, di)
         return torch.cat([m[:, :, 0], m[:, :, 1]], dim=0).view(2 * b, H, W, di)
 
+    def _fuse_layout(self, x) -> bool:
+        """Whether this call takes layout_triton's kernels: CUDA tensors with the Triton scan (a user
+        who picks another backend gets no Triton at all), not inside a compilation, no gradients
+        (the kernels have no backward), and indices that fit the kernels' 32-bit arithmetic."""
+        b2, di, H, W = x.shape
+        return (self.fused_layout and x.is_cuda and self.scan_backend in ("triton", "auto")
+                and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled())
+                and 6 * di * H * W < 2 ** 31)
+
     def _scan(self, x):
         """(2b, di, H, W) -> (2b, H, W, di): the four-direction selective scan of the interleaved pair.
         On CUDA with Triton the cross-scan and the merge are one kernel each (layout_triton: the
@@ -161,7 +170,7 @@ class SS2D(nn.Module):
         which the compiler fuses itself."""
         b2, di, H, W = x.shape
         b, L, K = b2 // 2, 2 * H * W, self.K
-        kernels = _layout_kernels() if self.fused_layout and x.is_cuda and not torch.compiler.is_compiling() else None
+        kernels = _layout_kernels() if self._fuse_layout(x) else None
         xs = kernels.cross_scan(x) if kernels else self._cross_scan_torch(x)  # (b, K, di, L)
 
         proj = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
@@ -189,12 +198,13 @@ _LAYOUT_KERNELS = None
 
 
 def _layout_kernels():
-    """vfimamba.layout_triton, imported at first use (Triton is optional), or None without Triton."""
+    """vfimamba.layout_triton, imported at first use (Triton is optional), or None where Triton is
+    missing or cannot be imported."""
     global _LAYOUT_KERNELS
     if _LAYOUT_KERNELS is None:
         try:
             from . import layout_triton
-        except ImportError:
+        except Exception:  # noqa: BLE001  (a broken Triton install: the PyTorch ops do the same)
             layout_triton = False
         _LAYOUT_KERNELS = layout_triton
     return _LAYOUT_KERNELS or None

@@ -21,6 +21,8 @@ f*b + i; position p = h*W + w):
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -89,12 +91,14 @@ def _cross_merge_kernel(y_ptr, o_ptr, B, D, H, W,
 
 
 def cross_scan(x: torch.Tensor) -> torch.Tensor:
-    """x: (2b, d, H, W), [frame0 images; frame1 images], any strides -> xs (b, 4, d, 2HW)."""
+    """x: (2b, d, H, W), [frame0 images; frame1 images], any strides -> xs (b, 4, d, 2HW).
+    Offsets within one pair are 32-bit: 6 * d * H * W must stay below 2**31 (backbone checks)."""
     b2, d, h, w = x.shape
     b = b2 // 2
     xs = torch.empty((b, 4, d, 2 * h * w), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(h, TILE_H) * triton.cdiv(w, TILE_W), triton.cdiv(d, BLOCK_D), b)
-    _cross_scan_kernel[grid](x, xs, b, d, h, w, *x.stride(), BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
+    with _on(x):
+        _cross_scan_kernel[grid](x, xs, b, d, h, w, *x.stride(), BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
     return xs
 
 
@@ -106,5 +110,12 @@ def cross_merge(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
     y = y.contiguous()
     out = torch.empty((2 * b, h, w, d), dtype=y.dtype, device=y.device)
     grid = (2 * triton.cdiv(h, TILE_H) * triton.cdiv(w, TILE_W), triton.cdiv(d, BLOCK_D), b)
-    _cross_merge_kernel[grid](y, out, b, d, h, w, BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
+    with _on(y):
+        _cross_merge_kernel[grid](y, out, b, d, h, w, BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
     return out
+
+
+def _on(t: torch.Tensor):
+    """Launch on the tensor's own GPU, whichever is current (nothing to choose on the CPU, where the
+    kernels run only under TRITON_INTERPRET=1)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
