@@ -396,6 +396,15 @@ def prepare_edit(video, keep=None, edit: str | None = None, interp_frames: "int 
 PREFETCH_JUNCTIONS = 8
 
 
+def _prefetched(frames: AnalysisFrames, looks: list):
+    """Junction numbers 0 .. len(looks)-1, in order, the frames of each group of PREFETCH_JUNCTIONS
+    decoded at once (AnalysisFrames.prefetch) as the group is reached; looks[k]: junction k's looks."""
+    for k in range(len(looks)):
+        if k % PREFETCH_JUNCTIONS == 0:
+            frames.prefetch([look for group in looks[k:k + PREFETCH_JUNCTIONS] for look in group])
+        yield k
+
+
 def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list[int]:
     """--interp-frames auto for an edit: each junction's m from the motion across its cut (the last
     kept frame before it to the first after it) against the natural motion around it, at most
@@ -404,9 +413,7 @@ def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list
     runs = [seam.junction_runs(ranges[k][1] - 1, ranges[k + 1][0], source.rate, source.frame_count)
             for k in range(len(ranges) - 1)]
     out = []
-    for k in range(len(ranges) - 1):
-        if k % PREFETCH_JUNCTIONS == 0:
-            frames.prefetch([(r.start, r.stop) for pair in runs[k:k + PREFETCH_JUNCTIONS] for r in pair])
+    for k in _prefetched(frames, [[(r.start, r.stop) for r in pair] for pair in runs]):
         cap = seam.AUTO_CAP
         while cap > 1 and not junction_options(ranges, k, source.frame_count, cap, max_roll):
             cap -= 1
@@ -429,10 +436,8 @@ def _score_junctions(frames: AnalysisFrames, ranges, options, progress: bool) ->
             lefts = sorted({p[0] for p in pairs.values()})
             rights = sorted({p[1] for p in pairs.values()})
             ends.append((pairs, lefts, rights))
-        for k, opts in enumerate(options):
-            if k % PREFETCH_JUNCTIONS == 0:
-                frames.prefetch([look for _, lefts, rights in ends[k:k + PREFETCH_JUNCTIONS]
-                                 for look in ((lefts[0], lefts[-1] + 1), (rights[0], rights[-1] + 1))])
+        looks = [[(lefts[0], lefts[-1] + 1), (rights[0], rights[-1] + 1)] for _, lefts, rights in ends]
+        for k in _prefetched(frames, looks):
             pairs, lefts, rights = ends[k]
             small = dict(zip(range(lefts[0], lefts[-1] + 1), frames(lefts[0], lefts[-1] + 1)))
             small.update(zip(range(rights[0], rights[-1] + 1), frames(rights[0], rights[-1] + 1)))
@@ -441,7 +446,7 @@ def _score_junctions(frames: AnalysisFrames, ranges, options, progress: bool) ->
                                                 workers=indent_score.analysis_workers())
             by_pair = dict(zip(unique, scored))
             out.append({c: by_pair[p] for c, p in pairs.items()})
-            bar.update(len(opts))
+            bar.update(len(options[k]))
     return out
 
 

@@ -87,7 +87,8 @@ class SoundReader:
         self._stop.set()
 
     def result(self):
-        """The sound, float32 (channels, samples), once read; what went wrong, raised."""
+        """The sound, float32 (channels, samples), once read (None if closed first); what went
+        wrong, raised."""
         self._thread.join()
         if self._error is not None:
             raise self._error

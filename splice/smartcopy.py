@@ -508,7 +508,7 @@ class _Stretches:
             workers = max(1, min(MAX_STRETCH_WORKERS, usable_cores() // STRETCH_WORKERS_PER_CORES))
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="stretch encoder")
         # Stretches encoded ahead of the muxing: enough that the encoders keep working while the
-        # muxing waits for the sound (its first piece), not so many that the packets pile up.
+        # muxing waits for the sound (ClipWriter.finish_audio), not so many that the packets pile up.
         self.ahead = STRETCHES_AHEAD_PER_WORKER * workers
         self.futures = {}
         self.taken = 0
