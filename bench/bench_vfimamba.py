@@ -133,10 +133,9 @@ def make_fn(net, variant, backend, dev):
             return net(x, t, scale=0, local=True)[3]
 
     if "compile" in variant:
-        from vfimamba.scan import exclude_from_compile
-        from vfimamba.warp import keep_sampler_native
-        exclude_from_compile()
-        keep_sampler_native(not variant.endswith("-inductorwarp"))
+        net.keep_out_of_graphs()
+        if variant.endswith("-inductorwarp"):
+            net.sampler = torch.nn.functional.grid_sample  # traced: Inductor's own gather kernels
         fwd = torch.compile(fwd, dynamic=False)
     if cl:
         base = fwd
@@ -264,8 +263,9 @@ def main():
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
     import torch._dynamo as dynamo  # every VSSBlock instance and dtype is a recompile: raise the limits
-    dynamo.config.recompile_limit = 256
-    dynamo.config.accumulated_recompile_limit = 4096
+    from vfimamba.inference import ACCUMULATED_RECOMPILE_LIMIT, RECOMPILE_LIMIT
+    dynamo.config.recompile_limit = RECOMPILE_LIMIT  # this process only compiles
+    dynamo.config.accumulated_recompile_limit = ACCUMULATED_RECOMPILE_LIMIT
     gpu = torch.cuda.get_device_name(0)
     from vfimamba.scan import available_backends
     backends = a.backends.split(",") if a.backends else available_backends("cuda")

@@ -505,16 +505,48 @@ def test_warmup_runs_at_the_given_size():
     assert calls == [((40, 72, 3), (40, 72, 3), [0.5])]
 
 
-def test_compile_cache_is_scoped(tmp_path, monkeypatch):
-    """compile=True points Inductor's caches at the user cache folder only while it compiles."""
+def test_compile_settings_are_scoped(tmp_path, monkeypatch):
+    """compile=True points Inductor's caches at the user cache folder and raises TorchDynamo's
+    recompile limits only while it compiles; afterwards the process is as it was."""
     import os
-    from vfimamba.inference import _compile_cache
+
+    import torch._dynamo as dynamo
+    from vfimamba.inference import RECOMPILE_LIMIT, _compiling
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    with _compile_cache():
+    before = dynamo.config.recompile_limit, dynamo.config.accumulated_recompile_limit
+    assert before[0] < RECOMPILE_LIMIT
+    with _compiling():
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "interpolate_video" / "inductor")
+        assert dynamo.config.recompile_limit == RECOMPILE_LIMIT
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    assert (dynamo.config.recompile_limit, dynamo.config.accumulated_recompile_limit) == before
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice wins
-    with _compile_cache():
+    with _compiling():
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_keep_out_of_graphs_changes_only_that_net():
+    """Preparing one net for torch.compile wraps its own scans and warps, nothing module-wide: another
+    net, vfimamba.scan and vfimamba.warp are untouched, and the wrapped net computes the same."""
+    import torch.nn.functional as F
+
+    from vfimamba import scan, warp
+    from vfimamba.backbone import SS2D
+    torch.manual_seed(0)
+    a, b = VFIMambaNet(Config(F=8)), VFIMambaNet(Config(F=8))
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    scan_fn, warp_default = scan.selective_scan, warp.warp.__defaults__
+    a.keep_out_of_graphs()
+    ss_a = [m for m in a.modules() if isinstance(m, SS2D)]
+    assert ss_a and all(m.opaque_scan is not None for m in ss_a)
+    assert all(m.opaque_scan is None for m in b.modules() if isinstance(m, SS2D))
+    assert a.sampler is not F.grid_sample and b.sampler is F.grid_sample
+    assert scan.selective_scan is scan_fn and warp.warp.__defaults__ == warp_default
+    x = torch.rand(1, 6, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(a(x, 0.5, local=True)[3], b(x, 0.5, local=True)[3])
+    a.keep_out_of_graphs(False)
+    assert a.sampler is F.grid_sample and all(m.opaque_scan is None for m in ss_a)

@@ -105,6 +105,7 @@ class SS2D(nn.Module):
         # (the kernels keep the state in float32), and the memory layout of the conv inputs.
         self.half_scan = False
         self.fused_layout = True   # layout_triton's kernels where they can run (same values)
+        self.opaque_scan = None    # the scan behind torch.compiler.disable (VFIMambaNet.keep_out_of_graphs)
         self.mf = torch.contiguous_format
         if not self.A_logs.is_meta:  # built on the meta device, a checkpoint fills every value
             self.reset_parameters()
@@ -178,7 +179,7 @@ class SS2D(nn.Module):
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
 
         cast = (lambda t: t) if self.half_scan and self.scan_backend in ("triton", "mamba_ssm") else (lambda t: t.float())
-        y = scan.selective_scan(  # looked up per call: exclude_from_compile() may wrap it
+        y = (self.opaque_scan or scan.selective_scan)(
             cast(xs).reshape(b, K * di, L), cast(dts).reshape(b, K * di, L),
             -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
             self.dt_projs_bias.float().reshape(-1), delta_softplus=True, backend=self.scan_backend,

@@ -102,19 +102,31 @@ def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
     return precision
 
 
+# TorchDynamo recompiles for every frame size, precision and, without inlined modules, every block
+# instance of a shared class; its default limits (8) would silently fall back to eager.
+RECOMPILE_LIMIT, ACCUMULATED_RECOMPILE_LIMIT = 256, 4096
+
+
 @contextlib.contextmanager
-def _compile_cache():
-    """Inductor's on-disk caches (compiled graphs, their Triton kernels, autotuning) in the user cache
-    folder while a compilation may run, so that a later process reuses them instead of a folder under
-    /tmp. Inductor reads the folder from TORCHINDUCTOR_CACHE_DIR when it needs it; the variable is
-    set only for the duration and put back afterwards (one that the user set wins)."""
+def _compiling():
+    """The settings a compilation of the net runs under, for its duration only and put back after:
+    Inductor's on-disk caches (compiled graphs, their Triton kernels, autotuning) in the user cache
+    folder rather than under /tmp, so that a later process reuses them (Inductor reads
+    TORCHINDUCTOR_CACHE_DIR when it needs it; a folder the user set wins), and TorchDynamo's
+    recompile limits raised."""
+    import torch._dynamo as dynamo
     key = "TORCHINDUCTOR_CACHE_DIR"
+    limits = dynamo.config.patch(recompile_limit=max(dynamo.config.recompile_limit, RECOMPILE_LIMIT),
+                                 accumulated_recompile_limit=max(dynamo.config.accumulated_recompile_limit,
+                                                                 ACCUMULATED_RECOMPILE_LIMIT))
     if os.environ.get(key):
-        yield
+        with limits:
+            yield
         return
     os.environ[key] = str(user_cache_dir() / "inductor")
     try:
-        yield
+        with limits:
+            yield
     finally:
         os.environ.pop(key, None)
 
@@ -145,12 +157,7 @@ class VFIMambaInterpolator:
         # compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
         self._run = self._run_eager
         if compile and self.device.type == "cuda":
-            import torch._dynamo as dynamo
-            from . import scan, warp
-            scan.exclude_from_compile()
-            warp.keep_sampler_native()
-            dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 256)
-            dynamo.config.accumulated_recompile_limit = max(dynamo.config.accumulated_recompile_limit, 4096)
+            net.keep_out_of_graphs()
             self._compiled = torch.compile(net, dynamic=False)
             self._graphs = {}
             self._run = self._run_graphed
@@ -238,13 +245,13 @@ class VFIMambaInterpolator:
             static = pairs.clone(), t.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), _compile_cache():  # compile and warm up outside the capture
+            with torch.cuda.stream(side), _compiling():  # compile and warm up outside the capture
                 for _ in range(3):
                     self._compiled(*static, scale=scale, local=True, repeats=repeats)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph):
+                with torch.cuda.graph(graph), _compiling():
                     out = self._compiled(*static, scale=scale, local=True, repeats=repeats)[3]
             except RuntimeError as e:  # something in the net could not be captured: stay compiled only
                 warnings.warn(f"VFIMamba: CUDA graph capture failed ({e}); running the compiled net without it",
@@ -253,7 +260,8 @@ class VFIMambaInterpolator:
             else:
                 self._graphs[key] = graph, static, out
         if self._graphs[key] is None:
-            return self._compiled(pairs, t, scale=scale, local=True, repeats=repeats)[3]
+            with _compiling():
+                return self._compiled(pairs, t, scale=scale, local=True, repeats=repeats)[3]
         graph, (static_pairs, static_t), out = self._graphs[key]
         static_pairs.copy_(pairs)
         static_t.copy_(t)

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import scan
 from .backbone import CAB, SS2D, FeatureExtractor
 from .flow import Head, IFBlock
 from .refine import Unet
@@ -31,10 +32,10 @@ class Config:
         return {16: "VFIMamba_S", 32: "VFIMamba"}.get(self.F, f"VFIMamba_F{self.F}")
 
 
-def _merge(img0, img1, flow, mask):
+def _merge(img0, img1, flow, mask, sampler):
     """Both frames warped by their halves of the flow, the mask squashed to a weight, and their blend."""
     m = torch.sigmoid(mask)
-    warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+    warped0, warped1 = warp(img0, flow[:, :2], sampler), warp(img1, flow[:, 2:4], sampler)
     return warped0, warped1, m, warped0 * m + warped1 * (1 - m)
 
 
@@ -56,6 +57,18 @@ class VFIMambaNet(nn.Module):
             Head(dims[-1 - i], scales[-1 - i], 4 * cfg.F, 7 if i == 0 else 18) for i in range(self.flow_num_stage))
         self.local_block = nn.ModuleList(IFBlock(17, 4 * cfg.F, scale=2 - i) for i in range(cfg.local_num))
         self.unet = Unet(2 * cfg.F)
+        self.sampler = F.grid_sample  # what warps sample with (keep_out_of_graphs)
+
+    def keep_out_of_graphs(self, on: bool = True):
+        """For torch.compile: this net's scans and warps run PyTorch's and Triton's kernels as they
+        are, a graph break each, instead of being traced (the scan kernels cannot be; Inductor's
+        own gather for grid_sample was slower than PyTorch's CUDA kernel). Only this net changes.
+        Call it only when compiling: torch.compiler.disable imports TorchDynamo (seconds)."""
+        opaque_scan = torch.compiler.disable(scan.selective_scan) if on else None
+        self.sampler = torch.compiler.disable(F.grid_sample) if on else F.grid_sample
+        for m in self.modules():
+            if isinstance(m, SS2D):
+                m.opaque_scan = opaque_scan
 
     def set_scan_backend(self, backend: str):
         for m in self.modules():
@@ -94,11 +107,11 @@ class VFIMambaNet(nn.Module):
         return out0, out1
 
     @staticmethod
-    def _warp_features(f0s, f1s, flow):
+    def _warp_features(f0s, f1s, flow, sampler):
         c0, c1 = [], []
         for f0, f1 in zip(f0s, f1s):
-            c0.append(warp(f0, flow[:, 0:2]))
-            c1.append(warp(f1, flow[:, 2:4]))
+            c0.append(warp(f0, flow[:, 0:2], sampler))
+            c1.append(warp(f1, flow[:, 2:4], sampler))
             flow = F.interpolate(flow, scale_factor=0.5, mode="bilinear", align_corners=False,
                                  recompute_scale_factor=False) * 0.5
         return c0, c1
@@ -135,7 +148,7 @@ class VFIMambaNet(nn.Module):
             else:
                 flow_d, mask_d = self.block[i](feat, torch.cat([img0, img1, warped0, warped1, mask, t], 1), flow)
                 flow, mask = flow + flow_d.float(), mask + mask_d.float()
-            warped0, warped1, m, blend = _merge(img0, img1, flow, mask)
+            warped0, warped1, m, blend = _merge(img0, img1, flow, mask, self.sampler)
             flows.append(flow)
             masks.append(m)
             merged.append(blend)
@@ -148,7 +161,7 @@ class VFIMambaNet(nn.Module):
             up = img0.shape[3] / flow.shape[3]
             flow = _resize(flow, up) * up
             mask = _resize(mask, up)
-            warped0, warped1, _, blend = _merge(img0, img1, flow, mask)
+            warped0, warped1, _, blend = _merge(img0, img1, flow, mask, self.sampler)
             merged.append(blend)
 
         if local:
@@ -156,12 +169,12 @@ class VFIMambaNet(nn.Module):
             for blk in self.local_block:
                 flow_d, mask_d = blk(torch.cat([img0, img1, warped0, warped1, mask], 1), flow)
                 flow, mask = flow + flow_d.float(), mask + mask_d.float()
-                warped0, warped1, m, blend = _merge(img0, img1, flow, mask)
+                warped0, warped1, m, blend = _merge(img0, img1, flow, mask, self.sampler)
                 flows.append(flow)
                 masks.append(m)
                 merged.append(blend)
 
-        c0, c1 = self._warp_features(f0s, f1s, flow)
+        c0, c1 = self._warp_features(f0s, f1s, flow, self.sampler)
         res = self.unet(img0, img1, warped0, warped1, mask, flow, c0, c1)[:, :3] * 2 - 1
         pred = torch.clamp(merged[-1] + res.float(), 0, 1)
         return flows, masks, merged, pred

@@ -102,16 +102,6 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backen
     return out.float()
 
 
-def exclude_from_compile():
-    """Make torch.compile treat the scan as opaque (a graph break), so that its kernels run as they are.
-    Done when a compilation is asked for, not at import: torch.compiler.disable imports TorchDynamo,
-    which costs about 2 s, and the CLI never compiles."""
-    global selective_scan
-    if not getattr(selective_scan, "_kept_out_of_graphs", False):
-        selective_scan = torch.compiler.disable(selective_scan)
-        selective_scan._kept_out_of_graphs = True
-
-
 def _doubling_scan_(a, h, dim):
     """In place: h_t <- h_t + a_t h_{t-1} (inclusive linear recurrence) along `dim`, and a_t <- prod a.
 

@@ -2,22 +2,13 @@
 import torch
 import torch.nn.functional as F
 
-_grid_sample = F.grid_sample  # looked up per call: keep_sampler_native() may wrap it
 
-
-def keep_sampler_native(on: bool = True):
-    """Have torch.compile call PyTorch's own CUDA grid_sample instead of generating a gather kernel
-    (a graph break per warp). Done when compiling, not at import: torch.compiler.disable imports
-    TorchDynamo, which costs seconds."""
-    global _grid_sample
-    _grid_sample = torch.compiler.disable(F.grid_sample) if on else F.grid_sample
-
-
-def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def warp(img: torch.Tensor, flow: torch.Tensor, sampler=F.grid_sample) -> torch.Tensor:
     """img (B, C, H, W), flow (B, 2, H, W) in pixels -> img sampled at pixel + flow.
 
     Out-of-frame samples take the nearest border pixel (padding_mode="border"), and the grid uses
-    align_corners=True, as the official model was trained with.
+    align_corners=True, as the official model was trained with. `sampler` is grid_sample or a
+    stand-in with its signature (a compiled net passes one that the compiler leaves alone).
     """
     b, _, h, w = flow.shape
     # Under autocast grid_sample promotes a half image to float32 anyway; doing it here in plain NCHW
@@ -30,4 +21,4 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     fx = flow[:, 0:1] / ((img.shape[3] - 1.0) / 2.0)
     fy = flow[:, 1:2] / ((img.shape[2] - 1.0) / 2.0)
     grid = torch.cat([gx + fx, gy + fy], 1).permute(0, 2, 3, 1)
-    return _grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return sampler(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
