@@ -506,25 +506,34 @@ def test_warmup_runs_at_the_given_size():
 
 
 def test_compile_settings_are_scoped(tmp_path, monkeypatch):
-    """compile=True points Inductor's caches at the user cache folder and raises TorchDynamo's
-    recompile limits only while it compiles; afterwards the process is as it was."""
+    """compile=True keeps Inductor's caches in the user cache folder (a folder the user set wins,
+    Inductor's own /tmp default does not), and raises TorchDynamo's recompile limits only while it
+    compiles; afterwards the environment and the limits are as they were."""
     import os
 
     import torch._dynamo as dynamo
-    from vfimamba.inference import RECOMPILE_LIMIT, _compiling
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    from vfimamba.inference import RECOMPILE_LIMIT, _compiling, _inductor_folder
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ours = str(tmp_path / "interpolate_video" / "inductor")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert _inductor_folder() == ours
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # written there by Inductor itself
+    assert _inductor_folder() == ours
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice wins
+    assert _inductor_folder() == str(tmp_path / "mine")
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "t"))
     before = dynamo.config.recompile_limit, dynamo.config.accumulated_recompile_limit
     assert before[0] < RECOMPILE_LIMIT
-    with _compiling():
-        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "interpolate_video" / "inductor")
+    with _compiling(ours):
+        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == ours
         assert dynamo.config.recompile_limit == RECOMPILE_LIMIT
+        os.environ["TRITON_CACHE_DIR"] = ours + "/triton/0"  # as Inductor's kernels do
     assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "t")
     assert (dynamo.config.recompile_limit, dynamo.config.accumulated_recompile_limit) == before
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice wins
-    with _compiling():
-        assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
-    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
 
 
 def test_keep_out_of_graphs_changes_only_that_net():

@@ -107,28 +107,40 @@ def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
 RECOMPILE_LIMIT, ACCUMULATED_RECOMPILE_LIMIT = 256, 4096
 
 
+def _inductor_folder() -> str:
+    """Where compile=True keeps Inductor's on-disk caches (compiled graphs, their Triton kernels,
+    autotuning): the user cache folder, so that a later process reuses them, rather than Inductor's
+    default under /tmp. A TORCHINDUCTOR_CACHE_DIR the user set wins; Inductor's own default does not
+    count as one (Inductor writes it into the environment the first time it looks)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    mine = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if mine and os.path.abspath(mine) != os.path.abspath(default_cache_dir()):
+        return mine
+    return str(user_cache_dir() / "inductor")
+
+
 @contextlib.contextmanager
-def _compiling():
-    """The settings a compilation of the net runs under, for its duration only and put back after:
-    Inductor's on-disk caches (compiled graphs, their Triton kernels, autotuning) in the user cache
-    folder rather than under /tmp, so that a later process reuses them (Inductor reads
-    TORCHINDUCTOR_CACHE_DIR when it needs it; a folder the user set wins), and TorchDynamo's
-    recompile limits raised."""
+def _compiling(folder: str):
+    """The settings that a compilation of the net runs under, for its duration only: Inductor's
+    caches in `folder`, and TorchDynamo's recompile limits raised. Inductor reads its folder from
+    TORCHINDUCTOR_CACHE_DIR, and the Triton kernels it builds set TRITON_CACHE_DIR below it; both
+    variables are put back as they were afterwards."""
     import torch._dynamo as dynamo
-    key = "TORCHINDUCTOR_CACHE_DIR"
+    names = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    saved = {k: os.environ.get(k) for k in names}
     limits = dynamo.config.patch(recompile_limit=max(dynamo.config.recompile_limit, RECOMPILE_LIMIT),
                                  accumulated_recompile_limit=max(dynamo.config.accumulated_recompile_limit,
                                                                  ACCUMULATED_RECOMPILE_LIMIT))
-    if os.environ.get(key):
-        with limits:
-            yield
-        return
-    os.environ[key] = str(user_cache_dir() / "inductor")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
     try:
         with limits:
             yield
     finally:
-        os.environ.pop(key, None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class VFIMambaInterpolator:
@@ -157,8 +169,10 @@ class VFIMambaInterpolator:
         # compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
         self._run = self._run_eager
         if compile and self.device.type == "cuda":
-            net.keep_out_of_graphs()
-            self._compiled = torch.compile(net, dynamic=False)
+            self._inductor_dir = _inductor_folder()
+            with _compiling(self._inductor_dir):
+                net.keep_out_of_graphs()
+                self._compiled = torch.compile(net, dynamic=False)
             self._graphs = {}
             self._run = self._run_graphed
         elif compile:
@@ -245,13 +259,13 @@ class VFIMambaInterpolator:
             static = pairs.clone(), t.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), _compiling():  # compile and warm up outside the capture
+            with torch.cuda.stream(side), _compiling(self._inductor_dir):  # compile and warm up outside the capture
                 for _ in range(3):
                     self._compiled(*static, scale=scale, local=True, repeats=repeats)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph), _compiling():
+                with torch.cuda.graph(graph), _compiling(self._inductor_dir):
                     out = self._compiled(*static, scale=scale, local=True, repeats=repeats)[3]
             except RuntimeError as e:  # something in the net could not be captured: stay compiled only
                 warnings.warn(f"VFIMamba: CUDA graph capture failed ({e}); running the compiled net without it",
@@ -260,7 +274,7 @@ class VFIMambaInterpolator:
             else:
                 self._graphs[key] = graph, static, out
         if self._graphs[key] is None:
-            with _compiling():
+            with _compiling(self._inductor_dir):
                 return self._compiled(pairs, t, scale=scale, local=True, repeats=repeats)[3]
         graph, (static_pairs, static_t), out = self._graphs[key]
         static_pairs.copy_(pairs)
