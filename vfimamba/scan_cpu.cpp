@@ -22,6 +22,13 @@ static inline v8 load(const float *p) { v8 v; std::memcpy(&v, p, 32); return v; 
 #else
 #define SHUF(a, b, ...) __builtin_shuffle(a, b, v8i{__VA_ARGS__})
 #endif
+// Hides a vector from the optimiser, costing no instruction (see exp2_neg); where a v8 has no register of its
+// own it does nothing.
+#if defined(__AVX__)
+#define OPAQUE(v) __asm__("" : "+x"(v))
+#else
+#define OPAQUE(v) (void)0
+#endif
 
 // r[j][t] -> r[t][j] for an 8 x 8 block held in 8 vectors (unpack, 2-lane shuffle, 128-bit swap).
 static inline void transpose8(v8 r[8]) {
@@ -58,9 +65,17 @@ static inline void store_block(float *row0, long stride, float (*tile)[8]) {
 
 // 2^t for t <= 0 to about 1 ulp: t = k + f with k the nearest integer and |f| <= 1/2, 2^f by a
 // degree-6 polynomial, k added to the exponent bits. Clamped at -126, below which the result would be
-// denormal (a decay of 1e-38 is 0 for any purpose here).
+// denormal (a decay of 1e-38 is 0 for any purpose here). CLAMP false: the caller knows t >= -126.
+template <bool CLAMP = true>
 static inline v8 exp2_neg(v8 t) {
-    t = t > splat(-126.0f) ? t : splat(-126.0f);
+    if (CLAMP) {
+        // as an unsigned min of the bits: for t <= 0 a larger pattern is a more negative number (a NaN's
+        // too, so it becomes -126); a float max would be a compare and a blend, for its NaN rules
+        const v8u tb = (v8u)t, lo = (v8u)splat(-126.0f);
+        t = (v8)(tb < lo ? tb : lo);
+    } else {
+        OPAQUE(t);  // else the compiler fuses the product into t + magic and t - k, and copies registers
+    }
     const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds t and leaves k in the low bits
     v8 km = t + magic;
     v8 f = t - (km - magic);
@@ -71,8 +86,8 @@ static inline v8 exp2_neg(v8 t) {
     p = p * f + 2.4022648e-1f;
     p = p * f + 6.9314718e-1f;
     p = p * f + 1.0f;
-    v8u k = (v8u)km - (v8u)magic;
-    return (v8)((v8u)p + (k << 23));
+    // k << 23 straight from the bits of km: those of magic leave in the shift (its low 9 bits are 0)
+    return (v8)((v8u)p + ((v8u)km << 23));
 }
 
 // softplus(z) = max(z, 0) + log1p(e^-|z|), with log1p(e) = 2 atanh(e / (2 + e)) for e in (0, 1].
@@ -93,20 +108,58 @@ static inline v8 softplus(v8 z) {
 
 enum { TL = 128, MAX_STATE = 64 };  // TL: time steps per tile (three 8 x TL tiles stay in L1)
 
-// Channels r0 .. r0 + cnt - 1 (cnt <= 8, one batch and group) over the whole sequence.
+// The tl steps of one tile. CLAMP false: the caller has checked that every dt * A2 of the tile is above -126.
+// pd, pu, py (or null): the next tile's first row in delta, u and y, fetched into the cache meanwhile.
+template <int NS, bool CLAMP>
+static inline void tile_steps(int n_rt, int tl, const v8 *Av_in, v8 *x_io, v8 Dv, const float (*dtile)[8],
+                              const float (*utile)[8], float (*ytile)[8], const float *Bl, const float *Cl,
+                              const float *pd, const float *pu, const float *py, long L, int lines) {
+    const int n = NS ? NS : n_rt;
+    // local copies: the stores to ytile could alias the caller's arrays (a vector aliases its element type)
+    v8 Av[NS ? NS : MAX_STATE], x[NS ? NS : MAX_STATE];
+    for (int k = 0; k < n; k++) Av[k] = Av_in[k], x[k] = x_io[k];
+    for (int t = 0; t < tl; t++) {
+        if (pd && t < 64 && (t & 7) < lines) {  // 8 rows x up to 8 lines, a line of each array per step
+            const long off = (t >> 3) * L + (t & 7) * 16;
+            __builtin_prefetch(pd + off, 0, 3);
+            __builtin_prefetch(pu + off, 0, 3);
+            __builtin_prefetch(py + off, 1, 3);
+        }
+        const v8 dt = load(dtile[t]), uv = load(utile[t]), du = dt * uv;
+        v8 acc[4] = {Dv * uv, splat(0.0f), splat(0.0f), splat(0.0f)};  // partial sums: short chains
+#pragma GCC unroll 64
+        for (int k = 0; k < n; k++) {
+            x[k] = exp2_neg<CLAMP>(dt * Av[k]) * x[k] + du * Bl[k];
+            acc[k & 3] += x[k] * Cl[k];
+        }
+        v8 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        std::memcpy(ytile[t], &sum, 32);
+        Bl += n, Cl += n;
+    }
+    for (int k = 0; k < n; k++) x_io[k] = x[k];
+}
+
+// Channels r0 .. r0 + cnt - 1 (cnt <= 8, one batch and group) over the whole sequence; rows up to r_end
+// belong to this call (the prefetch stays inside them).
 // NS: the state size when known at compile time (the inner loop is then fully unrolled), else 0.
 template <int NS>
 static void scan_block(int n_rt, const float *delta, const float *u, const float *A2, const float *D,
-                       const float *bias, int softplus_on, float *y, long r0, int cnt, long d, long L,
-                       const float *Bb, const float *Cb) {
+                       const float *bias, int softplus_on, float *y, long r0, int cnt, long r_end, long d,
+                       long L, const float *Bb, const float *Cb) {
     const int n = NS ? NS : n_rt;
     v8 Av[NS ? NS : MAX_STATE], x[NS ? NS : MAX_STATE];
-    float lanes[8] = {0};
+    float lanes[8] = {0}, amax[8] = {0};
     for (int k = 0; k < n; k++) {
-        for (int j = 0; j < 8; j++) lanes[j] = j < cnt ? A2[((r0 + j) % d) * n + k] : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            lanes[j] = j < cnt ? A2[((r0 + j) % d) * n + k] : 0.0f;
+            amax[j] = -lanes[j] > amax[j] ? -lanes[j] : amax[j];
+        }
         Av[k] = load(lanes);
         x[k] = splat(0.0f);
     }
+    // dt <= 125 / max |A2| in every lane keeps all of a step's dt * A2 above -126, rounding included
+    for (int j = 0; j < 8; j++) lanes[j] = amax[j] > 0.0f ? 125.0f / amax[j] : 3.0e38f;
+    const v8 dt_max = load(lanes);
     for (int j = 0; j < 8; j++) lanes[j] = j < cnt ? bias[(r0 + j) % d] : 0.0f;
     const v8 bv = load(lanes);
     for (int j = 0; j < 8; j++) lanes[j] = j < cnt ? D[(r0 + j) % d] : 0.0f;
@@ -128,24 +181,31 @@ static void scan_block(int n_rt, const float *delta, const float *u, const float
                 utile[t][j] = j < cnt ? ur[t] : 0.0f;
             }
         }
-        // delta for the whole tile first, so that its long exp/divide chain is not on every step's path
+        // delta for the whole tile first, so that its long exp/divide chain is not on every step's path;
+        // and whether a decay of the tile needs exp2_neg's clamp (almost never: then it is skipped)
+        v8i ok = v8i{} - 1;
         for (int t = 0; t < tl; t++) {
             v8 z = load(dtile[t]) + bv;
             v8 dt = softplus_on ? softplus(z) : z;
+            ok &= dt <= dt_max;  // false for a NaN too
             std::memcpy(dtile[t], &dt, 32);
         }
-        for (int t = 0; t < tl; t++) {
-            const v8 dt = load(dtile[t]), uv = load(utile[t]), du = dt * uv;
-            const float *Bl = Bb + (l0 + t) * n, *Cl = Cb + (l0 + t) * n;
-            v8 acc[4] = {Dv * uv, splat(0.0f), splat(0.0f), splat(0.0f)};  // partial sums: short chains
-#pragma GCC unroll 64
-            for (int k = 0; k < n; k++) {
-                x[k] = exp2_neg(dt * Av[k]) * x[k] + du * Bl[k];
-                acc[k & 3] += x[k] * Cl[k];
-            }
-            v8 sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-            std::memcpy(ytile[t], &sum, 32);
+        bool clamp = false;
+        for (int j = 0; j < 8; j++) clamp |= ok[j] == 0;
+        // The rows of a block are L apart, and the hardware prefetchers leave most of each tile's lines to
+        // be missed at the transposes: fetch the next tile's (the next block's first after the last tile)
+        // while this one computes.
+        const long nl0 = l0 + TL < L ? l0 + TL : 0, nr0 = l0 + TL < L ? r0 : r0 + 8;
+        const float *pd = nullptr, *pu = nullptr, *py = nullptr;
+        if (nr0 + 8 <= r_end) {  // (a partial block is not prefetched)
+            pd = delta + nr0 * L + nl0, pu = u + nr0 * L + nl0, py = y + nr0 * L + nl0;
         }
+        const int lines = (int)((L - nl0 + 15) / 16);  // those of the next tile's rows, up to 8 used
+        const float *Bl = Bb + l0 * n, *Cl = Cb + l0 * n;
+        if (clamp)
+            tile_steps<NS, true>(n, tl, Av, x, Dv, dtile, utile, ytile, Bl, Cl, pd, pu, py, L, lines);
+        else
+            tile_steps<NS, false>(n, tl, Av, x, Dv, dtile, utile, ytile, Bl, Cl, pd, pu, py, L, lines);
         for (int t = 0; t < fast; t += 8) store_block(y + r0 * L + l0 + t, L, ytile + t);
         for (int j = 0; j < cnt; j++) {
             float *yr = y + (r0 + j) * L + l0;
@@ -169,9 +229,9 @@ extern "C" int scan_rows(const float *delta, const float *u, const float *A2, co
         const int cnt = (int)(end - r);
         const float *Bb = Bt + (bi * g + grp) * L * n, *Cb = Ct + (bi * g + grp) * L * n;
         if (n == 16)
-            scan_block<16>(16, delta, u, A2, D, bias, softplus_on, y, r, cnt, d, L, Bb, Cb);
+            scan_block<16>(16, delta, u, A2, D, bias, softplus_on, y, r, cnt, r1, d, L, Bb, Cb);
         else
-            scan_block<0>((int)n, delta, u, A2, D, bias, softplus_on, y, r, cnt, d, L, Bb, Cb);
+            scan_block<0>((int)n, delta, u, A2, D, bias, softplus_on, y, r, cnt, r1, d, L, Bb, Cb);
         r = end;
     }
     return 0;
