@@ -15,11 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 import os
 
-# ../shared first (CI and this machine); the GPU machine gets a copy in the ignored .carry/vfi/fixtures,
-# or wherever VFIMAMBA_FIXTURES points.
-FIX = next((p for p in (Path(os.environ.get("VFIMAMBA_FIXTURES", REPO.parent / "shared" / "fixtures" / "vfimamba")),
-                        REPO / ".carry" / "vfi" / "fixtures") if (p / "golden_VFIMamba_S.npz").is_file()),
-           REPO.parent / "shared" / "fixtures" / "vfimamba")
+# The official code's fixtures: wherever VFIMAMBA_FIXTURES points, else ../shared beside the checkout.
+FIX = Path(os.environ.get("VFIMAMBA_FIXTURES", REPO.parent / "shared" / "fixtures" / "vfimamba"))
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
     pytest.mark.skipif(not (FIX / "golden_VFIMamba_S.npz").is_file(), reason=f"VFIMamba fixtures not found at {FIX}"),
