@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .cache import user_cache_dir
+from .errors import VFIMambaError
 from .model import VFIMambaNet
 
 
@@ -105,6 +106,9 @@ def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
 # TorchDynamo recompiles for every frame size, precision and, without inlined modules, every block
 # instance of a shared class; its default limits (8) would silently fall back to eager.
 RECOMPILE_LIMIT, ACCUMULATED_RECOMPILE_LIMIT = 256, 4096
+# compile=True relies on TorchDynamo's recompile_limit (named so from torch 2.7) and Inductor's
+# runtime cache-folder helpers.
+COMPILE_MIN_TORCH = (2, 7)
 
 
 def _inductor_folder() -> str:
@@ -169,6 +173,9 @@ class VFIMambaInterpolator:
         # compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
         self._run = self._run_eager
         if compile and self.device.type == "cuda":
+            if tuple(int(v) for v in torch.__version__.split(".")[:2]) < COMPILE_MIN_TORCH:
+                raise VFIMambaError(f"compile=True needs torch {'.'.join(map(str, COMPILE_MIN_TORCH))} or newer "
+                                    f"(have {torch.__version__}); upgrade torch or leave compile off")
             self._inductor_dir = _inductor_folder()
             with _compiling(self._inductor_dir):
                 net.keep_out_of_graphs()
@@ -273,9 +280,8 @@ class VFIMambaInterpolator:
                 self._graphs[key] = None
             else:
                 self._graphs[key] = graph, static, out
-        if self._graphs[key] is None:
-            with _compiling(self._inductor_dir):
-                return self._compiled(pairs, t, scale=scale, local=True, repeats=repeats)[3]
+        if self._graphs[key] is None:  # compiled already, on the side stream above
+            return self._compiled(pairs, t, scale=scale, local=True, repeats=repeats)[3]
         graph, (static_pairs, static_t), out = self._graphs[key]
         static_pairs.copy_(pairs)
         static_t.copy_(t)

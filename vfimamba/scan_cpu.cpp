@@ -69,8 +69,8 @@ static inline void store_block(float *row0, long stride, float (*tile)[8]) {
 template <bool CLAMP = true>
 static inline v8 exp2_neg(v8 t) {
     if (CLAMP) {
-        // as an unsigned min of the bits: for t <= 0 a larger pattern is a more negative number (a NaN's
-        // too, so it becomes -126); a float max would be a compare and a blend, for its NaN rules
+        // as an unsigned min of the bits: for t <= 0 a larger pattern is a more negative number (so a
+        // negative NaN becomes -126, a positive one stays NaN); a float max would be a compare and a blend
         const v8u tb = (v8u)t, lo = (v8u)splat(-126.0f);
         t = (v8)(tb < lo ? tb : lo);
     } else {
@@ -192,6 +192,9 @@ static void scan_block(int n_rt, const float *delta, const float *u, const float
         }
         bool clamp = false;
         for (int j = 0; j < 8; j++) clamp |= ok[j] == 0;
+#if !defined(__AVX__)
+        clamp = true;  // without OPAQUE the compiler may fuse dt * A2 into the exponent's adds: other bits
+#endif
         // The rows of a block are L apart, and the hardware prefetchers leave most of each tile's lines to
         // be missed at the transposes: fetch the next tile's (the next block's first after the last tile)
         // while this one computes.
