@@ -17,7 +17,8 @@ Variants of ours:
   tf32        float32 storage, TF32 convolutions and matmuls
   fp16 / bf16 autocast, channels-last, scan inputs in half (scan state float32), flows float32
   fp16-nocl   fp16 without channels-last
-  fp16-nofuse fp16 with SS2D's cross-scan and merge as PyTorch ops instead of layout_triton's kernels
+  fp16-nofuse fp16 with PyTorch's ops instead of the fused Triton kernels (layout_triton, act_triton)
+  fp16-noact  fp16 with PyTorch's bias add and PReLU after each convolution instead of act_triton's pass
   fp16-graph  fp16 captured in a CUDA graph and replayed
 Official: "official" = torch defaults (cudnn TF32 on, matmul TF32 off: how the official code runs),
 "official-fp32" = TF32 off (the accuracy reference).
@@ -49,6 +50,7 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "fp16": (torch.float16, True, True, True, False),
     "fp16-nocl": (torch.float16, True, False, True, False),
     "fp16-nofuse": (torch.float16, True, True, True, False),
+    "fp16-noact": (torch.float16, True, True, True, False),
     "bf16": (torch.bfloat16, True, True, True, False),
     "fp16-graph": (torch.float16, True, True, True, True),
     "bf16-graph": (torch.bfloat16, True, True, True, True),
@@ -123,17 +125,20 @@ def make_fn(net, variant, backend, dev):
     net.set_scan_backend(backend)
     net.set_fast(half_scan=half, channels_last=cl, pad_cabs=not variant.endswith("-nopad"))
     from vfimamba.backbone import SS2D
+    from vfimamba.layers import ConvPReLU
     for m in net.modules():
         if isinstance(m, SS2D):
             m.fused_layout = not variant.endswith("-nofuse")
+        if isinstance(m, ConvPReLU):
+            m.fused_act = not variant.endswith(("-nofuse", "-noact"))
     t = torch.full((1,), 0.5, device=dev)
 
     def fwd(x):
         with torch.autocast("cuda", dtype=ac, enabled=ac is not None):
             return net(x, t, scale=0, local=True)[3]
 
+    net.keep_out_of_graphs("compile" in variant)  # the net is shared by the variants
     if "compile" in variant:
-        net.keep_out_of_graphs()
         if variant.endswith("-inductorwarp"):
             net.sampler = torch.nn.functional.grid_sample  # traced: Inductor's own gather kernels
         fwd = torch.compile(fwd, dynamic=False)
@@ -242,9 +247,8 @@ def main():
     ap.add_argument("--variants", default="fp32,tf32,fp16,bf16,fp16-graph")
     ap.add_argument("--mamba-variants", default="fp32,fp16", help="variants timed with the mamba_ssm scan")
     ap.add_argument("--torch-backend-res", default="720p", help="resolutions at which the slow torch scan is timed")
-    ap.add_argument("--frames", default=next((str(p) for p in (REPO / ".carry" / "vfi" / "pair.npz",
-                                                                REPO.parent / "shared" / "fixtures" / "vfimamba" / "inputs.npz")
-                                               if p.is_file()), ""),
+    fixture = REPO.parent / "shared" / "fixtures" / "vfimamba" / "inputs.npz"
+    ap.add_argument("--frames", default=str(fixture) if fixture.is_file() else "",
                     help="npz with 'frames' (2, H, W, 3) BGR uint8, or the fixture inputs.npz")
     ap.add_argument("--weights-s", default="")
     ap.add_argument("--no-official", action="store_true")

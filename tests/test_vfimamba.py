@@ -559,3 +559,39 @@ def test_keep_out_of_graphs_changes_only_that_net():
         assert torch.equal(a(x, 0.5, local=True)[3], b(x, 0.5, local=True)[3])
     a.keep_out_of_graphs(False)
     assert a.sampler is F.grid_sample and all(m.opaque_scan is None for m in ss_a)
+
+
+def test_conv_prelu_pairs_keep_the_official_names_and_pytorchs_values_on_the_cpu(monkeypatch):
+    """ConvPReLU is an nn.Sequential to the checkpoint (same state-dict names) and, off CUDA, runs
+    exactly PyTorch's ops, never asking for Triton: the fused bias + PReLU kernel is for CUDA's
+    fast path only."""
+    import torch.nn as nn
+
+    from vfimamba import layers
+    from vfimamba.layers import ConvPReLU
+
+    def no_triton(name):
+        raise AssertionError(f"Triton kernels ({name}) asked for on the CPU")
+    monkeypatch.setattr(layers, "triton_kernels", no_triton)
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 8, 3, 1, 1), nn.PReLU(8), nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.PReLU(4)]
+    plain = nn.Sequential(*layers)
+    ours = ConvPReLU(*[type(m)(*a) for m, a in zip(layers, [(3, 8, 3, 1, 1), (8,), (8, 4, 4, 2, 1), (4,)])])
+    assert list(ours.state_dict()) == list(plain.state_dict())
+    ours.load_state_dict(plain.state_dict())
+    ours.to(memory_format=torch.channels_last), plain.to(memory_format=torch.channels_last)  # the fast path's layout
+    x = torch.rand(2, 3, 10, 14).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(ours(x), plain(x))
+
+
+def test_conv_output_size_is_pytorchs():
+    """ConvPReLU decides between its two paths by the size of each convolution's output, computed
+    before running it: the same as what nn.Conv2d and nn.ConvTranspose2d make."""
+    import torch.nn as nn
+
+    from vfimamba.layers import _out_elements
+    x = torch.zeros(2, 6, 17, 22)
+    for conv in (nn.Conv2d(6, 8, 3, 1, 1), nn.Conv2d(6, 5, 3, 2, 1), nn.Conv2d(6, 4, 5, 3, 0, dilation=2),
+                 nn.ConvTranspose2d(6, 8, 4, 2, 1), nn.ConvTranspose2d(6, 3, 3, 2, 1, output_padding=1)):
+        assert _out_elements(conv, x) == conv(x).numel(), conv

@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import scan
+from .layers import TRITON_BACKENDS, ConvPReLU, triton_kernels
 
 
 class ChannelAttention(nn.Module):
@@ -160,7 +161,7 @@ class SS2D(nn.Module):
         who picks another backend gets no Triton at all), not inside a compilation, no gradients
         (the kernels have no backward), and indices that fit the kernels' 32-bit arithmetic."""
         b2, di, H, W = x.shape
-        return (self.fused_layout and x.is_cuda and self.scan_backend in ("triton", "auto")
+        return (self.fused_layout and x.is_cuda and self.scan_backend in TRITON_BACKENDS
                 and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled())
                 and 6 * di * H * W < 2 ** 31)
 
@@ -171,7 +172,7 @@ class SS2D(nn.Module):
         which the compiler fuses itself."""
         b2, di, H, W = x.shape
         b, L, K = b2 // 2, 2 * H * W, self.K
-        kernels = _layout_kernels() if self._fuse_layout(x) else None
+        kernels = triton_kernels("layout_triton") if self._fuse_layout(x) else None
         xs = kernels.cross_scan(x) if kernels else self._cross_scan_torch(x)  # (b, K, di, L)
 
         proj = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
@@ -193,22 +194,6 @@ class SS2D(nn.Module):
         y = self._scan(x)  # (2b, H, W, di)
         y = self.out_norm(y) * F.silu(z)
         return self.out_proj(y)
-
-
-_LAYOUT_KERNELS = None
-
-
-def _layout_kernels():
-    """vfimamba.layout_triton, imported at first use (Triton is optional), or None where Triton is
-    missing or cannot be imported."""
-    global _LAYOUT_KERNELS
-    if _LAYOUT_KERNELS is None:
-        try:
-            from . import layout_triton
-        except Exception:  # noqa: BLE001  (a broken Triton install: the PyTorch ops do the same)
-            layout_triton = False
-        _LAYOUT_KERNELS = layout_triton
-    return _LAYOUT_KERNELS or None
 
 
 class VSSBlock(nn.Module):
@@ -263,7 +248,7 @@ class ConvStage(nn.Module):
         layers = []
         for i in range(depth):
             layers += [nn.Conv2d(cin if i == 0 else cout, cout, 3, 1, 1), nn.PReLU(cout)]
-        self.conv = nn.Sequential(*layers)
+        self.conv = ConvPReLU(*layers)
 
     def forward(self, x):
         return self.conv(x)
@@ -279,7 +264,7 @@ class FeatureExtractor(nn.Module):
             if i == 0:
                 setattr(self, "block0", ConvStage(in_chans, dim, depth))
             elif i < conv_stages:
-                setattr(self, f"patch_embed{i}", nn.Sequential(nn.Conv2d(dims[i - 1], dim, 3, 2, 1), nn.PReLU(dim)))
+                setattr(self, f"patch_embed{i}", ConvPReLU(nn.Conv2d(dims[i - 1], dim, 3, 2, 1), nn.PReLU(dim)))
                 setattr(self, f"block{i}", ConvStage(dim, dim, depth))
             else:
                 setattr(self, f"patch_embed{i}", PatchEmbed(dims[i - 1], dim))

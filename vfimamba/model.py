@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from . import scan
 from .backbone import CAB, SS2D, FeatureExtractor
+from .layers import TRITON_BACKENDS, ConvPReLU
 from .flow import Head, IFBlock
 from .refine import Unet
 from .warp import warp
@@ -74,6 +75,8 @@ class VFIMambaNet(nn.Module):
         for m in self.modules():
             if isinstance(m, SS2D):
                 m.scan_backend = backend
+            if isinstance(m, ConvPReLU):
+                m.fused_act = backend in TRITON_BACKENDS
 
     def set_fast(self, half_scan: bool = False, channels_last: bool = False, pad_cabs: bool = True):
         """Fast-path switches. half_scan: under autocast, the scan gets its inputs in half precision
