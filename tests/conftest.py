@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -9,6 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MEDIA = SHARED / "media"
+
+
+def triton_device(reason: str = "needs CUDA (or TRITON_INTERPRET=1)"):
+    """For a module of Triton kernel tests, called at its top: skips the whole module without Triton,
+    or with neither CUDA nor Triton's interpreter (TRITON_INTERPRET=1, which runs the kernels on the
+    CPU); else (device, has_cuda, interpret)."""
+    import torch
+    pytest.importorskip("triton")
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    has_cuda = torch.cuda.is_available()
+    if not has_cuda and not interpret:
+        pytest.skip(reason, allow_module_level=True)
+    return ("cuda" if has_cuda else "cpu"), has_cuda, interpret
 
 
 def needs_media(name: str) -> Path:

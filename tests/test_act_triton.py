@@ -8,24 +8,18 @@ the results must be equal bit for bit; in half precision it rounds once where Py
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import triton_device
 
-triton = pytest.importorskip("triton")
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA and not INTERPRET:
-    pytest.skip("needs CUDA (or TRITON_INTERPRET=1)", allow_module_level=True)
+DEVICE, HAS_CUDA, INTERPRET = triton_device()
 
 from vfimamba import act_triton  # noqa: E402
 from vfimamba.layers import ConvPReLU, conv_prelu, deconv_prelu  # noqa: E402
 
-DEVICE = "cuda" if HAS_CUDA else "cpu"
 # channel counts below, at and above a power of two; sizes that do not fill a block of rows
 SHAPES = [(2, 5, 7, 9), (1, 16, 16, 16), (2, 32, 13, 21), (1, 64, 9, 31), (1, 129, 5, 6), (2, 1024, 3, 4)]
 

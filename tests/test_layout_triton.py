@@ -7,22 +7,16 @@ equal bit for bit.
 """
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
+from conftest import triton_device
 
-triton = pytest.importorskip("triton")
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA and not INTERPRET:
-    pytest.skip("needs CUDA (or TRITON_INTERPRET=1)", allow_module_level=True)
+DEVICE, HAS_CUDA, INTERPRET = triton_device()
 
 from vfimamba import layout_triton  # noqa: E402
 from vfimamba.backbone import SS2D, VSSBlock  # noqa: E402
 
-DEVICE = "cuda" if HAS_CUDA else "cpu"
 # Sizes that are and are not multiples of the tiles (16 x 16 pixels, 16-channel blocks).
 SHAPES = [(1, 16, 16, 32), (2, 40, 13, 21), (1, 64, 23, 9), (1, 32, 8, 8)]
 

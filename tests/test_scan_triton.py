@@ -6,24 +6,18 @@ shapes only); the Gluon variant needs a GPU.
 """
 from __future__ import annotations
 
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import triton_device
 
-triton = pytest.importorskip("triton")
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA and not INTERPRET:
-    pytest.skip("needs CUDA (or TRITON_INTERPRET=1 for the plain variant)", allow_module_level=True)
+DEVICE, HAS_CUDA, INTERPRET = triton_device("needs CUDA (or TRITON_INTERPRET=1 for the plain variant)")
 
 from vfimamba.scan_triton import selective_scan_triton  # noqa: E402
 
-DEVICE = "cuda" if HAS_CUDA else "cpu"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SCAN_CASE = SHARED / "fixtures" / "vfimamba" / "scan_case.npz"
 

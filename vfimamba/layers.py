@@ -46,8 +46,6 @@ class ConvPReLU(nn.Sequential):
             conv = mods[i]
             act = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.PReLU) else None
             kernels = triton_kernels("act_triton") if act is not None and self._fuse(x, conv, act) else None
-            if kernels is not None and _out_elements(conv, x) < FUSE_MIN_ELEMENTS:
-                kernels = None
             if kernels is None:
                 x = conv(x)
                 i += 1
@@ -65,11 +63,13 @@ class ConvPReLU(nn.Sequential):
         return x
 
     def _fuse(self, x, conv, act) -> bool:
-        # channels-last weights: the fast path (VFIMambaNet.set_fast); the exact path keeps PyTorch's ops
+        # channels-last weights: the fast path (VFIMambaNet.set_fast); the exact path keeps PyTorch's
+        # ops, and so do small outputs (FUSE_MIN_ELEMENTS)
         return (self.fused_act and x.is_cuda and x.dim() == 4 and type(conv) in (nn.Conv2d, nn.ConvTranspose2d)
                 and conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.bias is not None
                 and conv.padding_mode == "zeros" and act.weight.numel() == conv.out_channels
-                and not torch.compiler.is_compiling() and not torch.is_grad_enabled())
+                and not torch.compiler.is_compiling() and not torch.is_grad_enabled()
+                and _out_elements(conv, x) >= FUSE_MIN_ELEMENTS)
 
 
 def _out_elements(conv, x) -> int:
