@@ -427,6 +427,7 @@ def _write(writer, source, index, pieces, bridge_frames, audio, progress, worker
         if audio is not None:
             writer.write_audio(audio)
         stretches = _Stretches(writer, source, pieces, bridge_frames, workers)
+        stretches.start()
         writer.finish_audio()   # the stretches are made meanwhile
         for n, piece in enumerate(pieces):
             if isinstance(piece, _Copy):
@@ -513,6 +514,10 @@ class _Stretches:
         self.futures = {}
         self.taken = 0
         self._begins = set(self.starts)
+
+    def start(self) -> None:
+        """Set the first stretches going. Apart from the constructor, so that the caller holds the
+        object (and closes it) before any worker runs: a signal can land between any two lines."""
         for k in range(min(self.ahead, len(self.starts))):
             self._submit(k)
 
