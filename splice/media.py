@@ -598,7 +598,10 @@ class ClipWriter:
         # Frames are counted on this clock; the muxer may change the stream's own time base later.
         self.time_base = 1 / Fraction(source.rate)
         stream.time_base = self.time_base
-        stream.options = {"crf": str(crf), "preset": preset}
+        # Kept here: opening the encoder consumes its options (the codec context's become empty),
+        # and the encoders of copied writes' stretches need the same ones (smartcopy._encoder).
+        self.encoder_options = {"crf": str(crf), "preset": preset}
+        stream.options = dict(self.encoder_options)
         ctx = stream.codec_context
         full_range = source.colour["color_range"] == 2
         # Unspecified (2) means "swscale's default", which is also what the frames were read with.

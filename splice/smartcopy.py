@@ -382,7 +382,7 @@ def _encoder(writer: ClipWriter):
             setattr(ctx, name, value)
     if model.sample_aspect_ratio:
         ctx.sample_aspect_ratio = model.sample_aspect_ratio
-    ctx.options = dict(model.options)
+    ctx.options = dict(writer.encoder_options)
     return ctx
 
 
@@ -586,9 +586,10 @@ def _setup_copy(writer: ClipWriter, stream, config: AvcConfig) -> None:
     parameter set ids of its own; put both sets of parameter sets in the sample description."""
     sps_ids, pps_ids = config.ids()
     ctx = writer.video.codec_context
-    ctx.options = {**ctx.options, "profile": X264_PROFILES[stream.codec_context.profile],
-                   "level": _level(config.level_idc),
-                   "x264-params": f"sps-id={max(sps_ids | pps_ids) + 1}"}
+    writer.encoder_options = {**writer.encoder_options, "profile": X264_PROFILES[stream.codec_context.profile],
+                              "level": _level(config.level_idc),
+                              "x264-params": f"sps-id={max(sps_ids | pps_ids) + 1}"}
+    ctx.options = dict(writer.encoder_options)
     if stream.codec_context.sample_aspect_ratio:   # copied pictures keep theirs: so do encoded ones
         ctx.sample_aspect_ratio = stream.codec_context.sample_aspect_ratio
     ctx.open()

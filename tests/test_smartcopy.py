@@ -355,3 +355,23 @@ def test_stretches_encoded_at_once_come_out_as_one_at_a_time(sources, tmp_path):
         with av.open(out) as c:
             outs[workers] = [(p.pts, p.dts, bytes(p)) for p in c.demux(c.streams.video[0]) if p.size]
     assert outs[3] == outs[1]
+
+
+def test_encoded_stretches_keep_the_requested_crf_and_preset(sources, tmp_path):
+    """The encoders of the stretches between copied runs take the output's own settings (opening
+    an encoder empties its options, so they cannot be read back from the writer's): every x264
+    header in the output is either the copied source's or says the crf and preset asked for."""
+    import re
+    path = sources("settings", frames=200, params="keyint=40")
+    source = VideoSource(path)
+    timeline = [Span(0, 0, 50), Bridge(50, 2, 49, 60), Span(52, 62, 60), Bridge(112, 2, 121, 150), Span(114, 152, 40)]
+    out = str(tmp_path / "o.mp4")
+    report = write_timeline(out, source, timeline, bridge_frames, crf=29, preset="ultrafast", workers=2)
+    assert check(out, path, timeline, report) > 0
+    with av.open(out) as c:
+        headers = [re.search(rb"options: ([^\x00]*)", bytes(p)).group(1).decode(errors="replace")
+                   for p in c.demux(c.streams.video[0]) if b"x264 - core" in bytes(p)]
+    ours = [h for h in headers if " crf=12.0 " not in h]   # the source was made at crf 12
+    assert len(ours) >= 2, headers   # one per stretch: at least each bridge with the span head after it
+    for h in ours:
+        assert " crf=29.0 " in h and " subme=0 " in h, h   # subme=0: ultrafast
