@@ -537,7 +537,7 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     source = job.source
     timeline = job.timeline()
     gaps: list = []
-    sound = SoundReader(source, timeline, gaps) if encode.audio and source.audio else None
+    sound = SoundReader(source, timeline, gaps, encode=True) if encode.audio and source.audio else None
     try:
         if job.checks is None:
             with watch("seam"):

@@ -616,13 +616,13 @@ class ClipWriter:
         self.video = stream
         self.audio = None
         if audio and source.audio:
-            self.audio = self.container.add_stream("aac", rate=source.audio.sample_rate,
+            self.audio = self.container.add_stream(AUDIO_CODEC, rate=source.audio.sample_rate,
                                                    layout=source.audio.layout)
-            self.audio.bit_rate = 192_000
+            self.audio.bit_rate = AUDIO_BIT_RATE
         self.frames_written = 0
-        # Audio is encoded in threads (_SoundEncoder) and its packets are muxed here, in step with
+        # Audio is encoded in threads (SoundEncoder) and its packets are muxed here, in step with
         # the video, so the file stays interleaved.
-        self._sound: _SoundEncoder | None = None
+        self._sound: SoundEncoder | None = None
         self._audio_error: BaseException | None = None
         self._audio_waiting = None  # (packet, its start in seconds) taken from the encoder but not yet due
 
@@ -679,13 +679,20 @@ class ClipWriter:
         self.frames_written += 1
         self._mux_audio(until=self.frames_written * self.time_base)
 
-    def write_audio(self, samples: np.ndarray) -> None:
-        """All of the clip's audio, float32 (channels, samples): encoded in background threads and
+    def write_audio(self, sound: "np.ndarray | SoundEncoder") -> None:
+        """All of the clip's audio: float32 (channels, samples), or a SoundEncoder of it already
+        running (started as soon as the sound was read). It is encoded in background threads and
         muxed as the video catches up with it (and the rest by close())."""
         if self.audio is None:
             return
         self.container.start_encoding()  # header and codecs set up here, before a thread uses one
-        self._sound = _SoundEncoder(self.audio, samples, usable_cores())
+        if isinstance(sound, np.ndarray):
+            sound = SoundEncoder(sound, self.audio.rate, self.audio.layout.name, usable_cores())
+        self._sound = sound
+        # Every AAC-LC encoder of one rate and layout describes its stream alike; a difference
+        # here would be a bug, and the file would not play.
+        if sound.extradata != self.audio.codec_context.extradata:
+            raise RuntimeError("the sound's encoder does not match the output's audio stream")
 
     def finish_audio(self) -> None:
         """Wait until the sound given to write_audio is encoded, if it is long enough to be encoded
@@ -748,6 +755,10 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# The output's sound: AAC-LC, which every player and browser decodes, at a bit rate transparent
+# for speech and music in stereo.
+AUDIO_CODEC = "aac"
+AUDIO_BIT_RATE = 192_000
 # Long sound is cut into as many pieces as there are cores, each at least this long, and the
 # pieces encode at once, one thread each (the AAC encoder runs without the GIL): FFmpeg's AAC
 # encoder manages 15-30x real time on one core of a 2-core EPYC, so a 10-minute soundtrack alone
@@ -767,22 +778,27 @@ AUDIO_LOOKAHEAD_FRAMES = 4
 AUDIO_FRAMES_PER_CALL = 48
 
 
-class _SoundEncoder:
+class SoundEncoder:
     """AAC packets of a whole soundtrack, float32 (channels, samples), encoded piece by piece, a
-    thread each, and handed out in order by next_packet(). Every piece's packets sit on the one
-    grid of a single encoder (AAC frames counted from the clip's first sample, pts in samples),
-    so the pieces join into one continuous stream."""
+    thread each, from the moment this is made, and handed out in order by next_packet(). Every
+    piece's packets sit on the one grid of a single encoder (AAC frames counted from the clip's
+    first sample, pts in samples, time base 1/rate), so the pieces join into one continuous
+    stream; any output audio stream of this codec, rate, layout and bit rate can carry them."""
 
-    def __init__(self, stream, samples: np.ndarray, workers: int,
+    def __init__(self, samples: np.ndarray, rate: int, layout: str, workers: int,
                  min_piece_seconds: float = AUDIO_MIN_PIECE_SECONDS, preroll_seconds: float = AUDIO_PREROLL_SECONDS):
-        self.stream, self.samples = stream, samples
-        self.frame = stream.codec_context.frame_size or 1024
+        self.samples, self.rate, self.layout = samples, rate, layout
         n = samples.shape[1]
+        self.contexts = []   # opened here, so that a bad rate or layout fails in the caller
+        self.contexts.append(self._context())
+        self.frame = self.contexts[0].frame_size or 1024
+        self.extradata = self.contexts[0].extradata
         frames = -(-n // self.frame)
-        count = max(1, min(workers, int(n / (min_piece_seconds * stream.rate))))
+        count = max(1, min(workers, int(n / (min_piece_seconds * rate))))
         bounds = [min(n, round(frames * k / count) * self.frame) for k in range(count + 1)]
         self.pieces = list(zip(bounds[:-1], bounds[1:]))
-        self.preroll = -(-round(preroll_seconds * stream.rate) // self.frame) * self.frame
+        self.contexts += [self._context() for _ in self.pieces[1:]]
+        self.preroll = -(-round(preroll_seconds * rate) // self.frame) * self.frame
         self.queues = [queue.Queue() for _ in self.pieces]
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -822,13 +838,10 @@ class _SoundEncoder:
         finally:
             self.queues[i].put(None)
 
-    def _context(self, i: int):
-        if i == 0:
-            return self.stream.codec_context
-        own = self.stream.codec_context
-        ctx = av.CodecContext.create(own.name, "w")
-        ctx.sample_rate, ctx.layout, ctx.format = own.sample_rate, own.layout, own.format
-        ctx.bit_rate, ctx.time_base = own.bit_rate, Fraction(1, own.sample_rate)
+    def _context(self):
+        ctx = av.CodecContext.create(AUDIO_CODEC, "w")
+        ctx.sample_rate, ctx.layout, ctx.format = self.rate, self.layout, "fltp"
+        ctx.bit_rate, ctx.time_base = AUDIO_BIT_RATE, Fraction(1, self.rate)
         ctx.open()
         return ctx
 
@@ -836,7 +849,7 @@ class _SoundEncoder:
         start, end = self.pieces[i]
         last = i == len(self.pieces) - 1
         n = self.samples.shape[1]
-        ctx = self._context(i)
+        ctx = self.contexts[i]
         fed_from = max(0, start - self.preroll)
         fed_to = n if last else min(n, end + AUDIO_LOOKAHEAD_FRAMES * self.frame)
         out = self.queues[i]
@@ -850,9 +863,9 @@ class _SoundEncoder:
             if self._stop.is_set():
                 return
             chunk = np.ascontiguousarray(self.samples[:, at:min(at + step, fed_to)])
-            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.stream.layout.name)
-            frame.sample_rate = self.stream.rate
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
+            frame.sample_rate = self.rate
             frame.pts = at
-            frame.time_base = Fraction(1, self.stream.rate)
+            frame.time_base = Fraction(1, self.rate)
             keep(ctx.encode(frame))
         keep(ctx.encode())  # flush

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .audio import timeline_audio
 from .errors import UserError
-from .media import PIX_FMTS, AudioGap, VideoSource, to_rgb, upright
+from .media import PIX_FMTS, AudioGap, SoundEncoder, VideoSource, to_rgb, upright, usable_cores
 from .plan import Bridge, Entry
 from .smartcopy import COPY_MODES, write_timeline
 
@@ -67,32 +67,45 @@ class Stopwatch:
 class SoundReader:
     """The output's soundtrack (audio.timeline_audio), read in a thread from the moment this is
     made: the reading (a whole recording's sound, decoded and cut) needs nothing but the timeline,
-    so it can go on while the bridges are checked."""
+    so it can go on while the bridges are checked. With `encode`, the sound's AAC encoding
+    (media.SoundEncoder) starts as soon as it is read, before the output is opened."""
 
-    def __init__(self, source: VideoSource, timeline: list[Entry], audio_gaps: list[AudioGap] | None = None):
+    def __init__(self, source: VideoSource, timeline: list[Entry], audio_gaps: list[AudioGap] | None = None,
+                 encode: bool = False):
         self._args = source, timeline, source.rate, audio_gaps
-        self._samples = self._error = None
+        self._encode = encode
+        self._samples = self._error = self.encoder = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="sound reader", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         try:
-            self._samples = timeline_audio(*self._args, stop=self._stop)
+            samples = timeline_audio(*self._args, stop=self._stop)
+            if samples is not None and self._encode and not self._stop.is_set():
+                info = self._args[0].audio
+                self.encoder = SoundEncoder(samples, info.sample_rate, info.layout, usable_cores())
+                if self._stop.is_set():    # closed while the encoder was being set up
+                    self.encoder.stop()
+            self._samples = samples
         except BaseException as e:   # raised in the thread that asks for the sound
             self._error = e
 
     def close(self) -> None:
-        """Stop reading (the job failed before it needed the sound); the thread ends by itself."""
+        """Stop reading and encoding (the job failed before the output took the sound)."""
         self._stop.set()
+        if self.encoder is not None:
+            self.encoder.stop()
 
     def result(self):
-        """The sound, float32 (channels, samples), once read (None if closed first); what went
-        wrong, raised."""
+        """The sound once read: its SoundEncoder, already running, if made with `encode`, else
+        float32 (channels, samples); None if closed first; what went wrong, raised."""
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._samples
+        if not self._encode:
+            return self._samples
+        return None if self._stop.is_set() else self.encoder
 
 
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
@@ -109,10 +122,10 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
     total = timeline[-1].out + timeline[-1].count
     generated_at: list[int] = []
     warming = _warm_up(interpolator, source, timeline)
-    samples = None
+    audio = None
     if encode.audio and source.audio:
         with watch("audio"):
-            samples = (sound or SoundReader(source, timeline, audio_gaps)).result()
+            audio = (sound or SoundReader(source, timeline, audio_gaps, encode=True)).result()
 
     def bridge_frames(bridge: Bridge, left, right) -> list:
         nonlocal warming
@@ -132,7 +145,7 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
         return frames
     with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
         info = write_timeline(path, source, timeline, bridge_frames, crf=encode.crf, preset=encode.preset,
-                              pix_fmt=encode.pix_fmt, mode=encode.copy_unchanged, audio=samples,
+                              pix_fmt=encode.pix_fmt, mode=encode.copy_unchanged, audio=audio,
                               progress=bar.update)
     if copy is not None:
         copy += info

@@ -29,7 +29,7 @@ import av.bitstream
 import numpy as np
 
 from .errors import UserError
-from .media import ClipWriter, VideoSource, _open, usable_cores
+from .media import ClipWriter, SoundEncoder, VideoSource, _open, usable_cores
 from .plan import Bridge, Span
 
 COPY_MODES = ("auto", "on", "off")
@@ -388,16 +388,17 @@ def _encoder(writer: ClipWriter):
 
 def write_timeline(path: str, source: VideoSource, timeline: Sequence, bridge_frames: Callable,
                    *, crf: int = 17, preset: str = "medium", pix_fmt: str = "yuv420p",
-                   mode: str = "auto", audio: np.ndarray | None = None,
+                   mode: str = "auto", audio: "np.ndarray | SoundEncoder | None" = None,
                    progress: Callable[[int], None] | None = None, workers: int | None = None) -> list[dict]:
     """Write `timeline` (Span and Bridge entries in output order) to `path` as H.264 at the
     source's rate in `pix_fmt`, copying unchanged footage where `mode` ("auto", "on", "off") allows.
 
     `bridge_frames(bridge, left, right)` returns a Bridge's frames (RGB uint8, (H, W, 3)) given its
     decoded endpoint frames; `audio` is the whole output's soundtrack, float32 (channels, samples),
-    or None for none; `progress(n)` is told of every n frames written. Returns one report entry
-    per timeline entry: its own fields, the "copied" and "encoded" frame counts, "copied_src"
-    (the source frames copied, [first, stop]) where any were, and "why" the rest was encoded.
+    or a media.SoundEncoder of it already running, or None for none; `progress(n)` is told of
+    every n frames written. Returns one report entry per timeline entry: its own fields, the
+    "copied" and "encoded" frame counts, "copied_src" (the source frames copied, [first, stop])
+    where any were, and "why" the rest was encoded.
     `workers`: encoded stretches made at once (default: from the cores, see _Stretches)."""
     index = PacketIndex(source) if mode != "off" and source.codec == "h264" else None
     pieces, report, whole = plan_copy(source, timeline, mode, index, pix_fmt)

@@ -161,12 +161,13 @@ def test_mkv_input_through_the_command_line(video_factory, run_cli, tmp_path):
 
 
 def encode_sound(path, sound, min_piece_seconds):
-    from splice.media import _SoundEncoder
+    from splice.media import AUDIO_BIT_RATE, SoundEncoder
     with av.open(str(path), "w") as c:
         stream = c.add_stream("aac", rate=SR, layout="stereo")
-        stream.bit_rate = 192_000
+        stream.bit_rate = AUDIO_BIT_RATE
         c.start_encoding()
-        encoder = _SoundEncoder(stream, sound, workers=4, min_piece_seconds=min_piece_seconds)
+        encoder = SoundEncoder(sound, SR, "stereo", workers=4, min_piece_seconds=min_piece_seconds)
+        assert encoder.extradata == stream.codec_context.extradata
         while (packet := encoder.next_packet(block=True)) is not None:
             packet.stream = stream
             c.mux(packet)

@@ -281,3 +281,38 @@ def test_sound_reader_gives_the_timeline_sound_and_stops_when_closed(video_facto
     reader.close()
     got = reader.result()
     assert got is None or np.array_equal(got, want)   # None unless it finished before the close
+
+
+def test_sound_reader_starts_the_encoding_and_close_stops_it(video_factory):
+    """With encode=True the reader hands over an AAC encoder already at work on exactly the
+    timeline's sound (its packets cover every sample, on one 1024-sample grid); closed, the
+    encoder's threads end."""
+    import av
+    import numpy as np
+    from splice.audio import timeline_audio
+    from splice.media import VideoSource
+    from splice.plan import Span
+    from splice.render import SoundReader
+    source = VideoSource(str(video_factory()))
+    timeline = [Span(0, 0, 100), Span(100, 200, 150)]
+    want = timeline_audio(source, timeline, source.rate)
+    encoder = SoundReader(source, timeline, encode=True).result()
+    assert np.array_equal(encoder.samples, want)
+    packets = []
+    while (p := encoder.next_packet(block=True)) is not None:
+        packets.append(p)
+    assert encoder.error is None
+    pts = [p.pts for p in packets]
+    assert pts == list(range(pts[0], pts[0] + 1024 * len(pts), 1024))
+    assert pts[0] <= 0 and pts[-1] + 1024 >= want.shape[1]
+    decoder = av.CodecContext.create("aac", "r")
+    decoder.extradata = encoder.extradata
+    decoded = sum(f.samples for p in packets for f in decoder.decode(p))
+    assert decoded == 1024 * len(packets)
+
+    reader = SoundReader(source, timeline, encode=True)
+    reader._thread.join()
+    running = reader.encoder
+    reader.close()
+    assert reader.result() is None
+    assert running is not None and not any(t.is_alive() for t in running.threads)
