@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .layout_triton import _on
+from .triton_launch import launching
 
 __all__ = ["bias_prelu_"]
 
@@ -51,8 +51,8 @@ def bias_prelu_(y: torch.Tensor, bias: torch.Tensor, slope: torch.Tensor) -> tor
     rows = n * h * w
     bc = triton.next_power_of_2(c)
     br = max(1, BLOCK_ELEMENTS // bc)
-    with _on(y):
-        _bias_prelu_kernel[(triton.cdiv(rows, br),)](y, bias.contiguous(), slope.contiguous(), rows, c,
-                                                     BR=br, BC=bc)
+    args = (y, bias.contiguous(), slope.contiguous(), rows, c)
+    with launching(y, args, ("bias prelu", br, bc)):
+        _bias_prelu_kernel[(triton.cdiv(rows, br),)](*args, BR=br, BC=bc)
     return y
 

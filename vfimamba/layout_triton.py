@@ -21,11 +21,11 @@ f*b + i; position p = h*W + w):
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
+
+from .triton_launch import launching
 
 __all__ = ["cross_scan", "cross_merge"]
 
@@ -97,8 +97,9 @@ def cross_scan(x: torch.Tensor) -> torch.Tensor:
     b = b2 // 2
     xs = torch.empty((b, 4, d, 2 * h * w), dtype=x.dtype, device=x.device)
     grid = (triton.cdiv(h, TILE_H) * triton.cdiv(w, TILE_W), triton.cdiv(d, BLOCK_D), b)
-    with _on(x):
-        _cross_scan_kernel[grid](x, xs, b, d, h, w, *x.stride(), BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
+    args = (x, xs, b, d, h, w, *x.stride())
+    with launching(x, args, ("cross scan", BLOCK_D, TILE_H, TILE_W)):
+        _cross_scan_kernel[grid](*args, BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
     return xs
 
 
@@ -110,12 +111,7 @@ def cross_merge(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
     y = y.contiguous()
     out = torch.empty((2 * b, h, w, d), dtype=y.dtype, device=y.device)
     grid = (2 * triton.cdiv(h, TILE_H) * triton.cdiv(w, TILE_W), triton.cdiv(d, BLOCK_D), b)
-    with _on(y):
-        _cross_merge_kernel[grid](y, out, b, d, h, w, BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
+    args = (y, out, b, d, h, w)
+    with launching(y, args, ("cross merge", BLOCK_D, TILE_H, TILE_W)):
+        _cross_merge_kernel[grid](*args, BD=BLOCK_D, TH=TILE_H, TW=TILE_W)
     return out
-
-
-def _on(t: torch.Tensor):
-    """Launch on the tensor's own GPU, whichever is current (nothing to choose on the CPU, where the
-    kernels run only under TRITON_INTERPRET=1)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()

@@ -32,7 +32,6 @@ A channel block never straddles two groups, so B and C rows are shared by the bl
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 
@@ -40,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .cache import user_cache_dir
+from .triton_launch import launching
 
 __all__ = ["selective_scan_triton", "DEFAULT_CONFIG"]
 
@@ -53,7 +52,6 @@ DEFAULT_CONFIG = dict(variant="gluon", TPW_N=4, SPT_L=8, num_warps="auto", SPT_L
 _WARPS_PER_SM_TARGET = 12
 _SM_COUNT = {}
 _GLUON_FAILED = False
-_SPECIALISED = set()  # launch signatures seen in this process: Triton has compiled or loaded those
 
 
 def prefetch_compiler_key() -> None:
@@ -79,35 +77,6 @@ def _quietly(fn):
         fn()
     except Exception:
         pass
-
-
-def _signature(args, extra) -> tuple:
-    """What Triton specialises a kernel on, approximately: the tensors' dtypes and 16-byte alignment,
-    each integer's divisibility by 16 (and being 1), and the compile-time constants."""
-    sig = []
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            sig.append((a.dtype, a.data_ptr() % 16 == 0))
-        else:
-            sig.append((a == 1, a % 16 == 0))
-    return tuple(sig) + extra
-
-
-@contextlib.contextmanager
-def _kernel_cache(signature):
-    """Triton's on-disk kernel cache in the user cache folder for a launch that may compile, so that a
-    later process loads the kernel instead of compiling it again. Triton reads the folder from its
-    settings (triton.knobs.cache.dir), which mirror it into the environment while it is set; the
-    settings' scope() puts both back as they were when the launch returns, so nothing stays changed.
-    A TRITON_CACHE_DIR the user set is left to win, and a Triton without knobs (< 3.4) keeps its own."""
-    knobs = getattr(triton, "knobs", None)
-    if signature in _SPECIALISED or knobs is None or os.environ.get("TRITON_CACHE_DIR"):
-        yield
-        return
-    with knobs.cache.scope():
-        knobs.cache.dir = str(user_cache_dir() / "triton")
-        yield
-    _SPECIALISED.add(signature)
 
 
 @triton.jit
@@ -445,9 +414,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
     global _GLUON_FAILED
     if variant == "gluon" and _GLUON_FAILED and not config.get("variant"):
         variant, cfg = "tl", dict(_TL_FALLBACK)
-    with (torch.cuda.device(u.device) if u.is_cuda else contextlib.nullcontext()), \
-            _kernel_cache(_signature(args, (variant, u.device, b, tuple(sorted(flags.items())),
-                                            tuple(sorted((k, str(v)) for k, v in cfg.items()))))):
+    with launching(u, args, ("selective scan", variant, b, tuple(sorted(flags.items())),
+                             tuple(sorted((k, str(v)) for k, v in cfg.items())))):
         if variant == "gluon":
             nw = cfg["num_warps"]
             if nw == "auto":
