@@ -260,6 +260,8 @@ def main():
     ap.add_argument("--table-from", nargs="*", metavar="JSON", help="only append the table of these --json files")
     ap.add_argument("--note", default="", help="with --table-from: a line printed under the heading")
     a = ap.parse_args()
+    if not a.frames and not a.table_from:
+        ap.error("--frames: no frame pair given, and the shared fixture inputs.npz is not beside the checkout")
     if a.table_from:
         return table_from_json(a.table_from, a.results, a.note)
     if not torch.cuda.is_available():
