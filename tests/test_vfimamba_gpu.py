@@ -181,8 +181,9 @@ def test_device_conversions_match_host_ones(fx):
 
 
 def test_triton_kernels_cached_in_user_folder(tmp_path):
-    """A fresh process compiles the scan into $XDG_CACHE_HOME/interpolate_video/triton, and Triton's
-    cache setting is back as it was once the launch returns."""
+    """A fresh process compiles the scan, the layout kernels and the bias + PReLU pass into
+    $XDG_CACHE_HOME/interpolate_video/triton (none into Triton's default under the home folder),
+    and Triton's cache setting is back as it was once each launch returns."""
     import subprocess
     code = """
 import os, sys, torch
@@ -194,14 +195,23 @@ dt = torch.randn(b, d, L, device="cuda", generator=g)
 A = -torch.rand(d, n, device="cuda", generator=g)
 B = torch.randn(b, 1, n, L, device="cuda", generator=g)
 selective_scan_triton(u, dt, A, B, B.clone(), torch.ones(d, device="cuda"), torch.zeros(d, device="cuda"))
+from vfimamba.layout_triton import cross_scan, cross_merge
+from vfimamba.act_triton import bias_prelu_
+xs = cross_scan(torch.randn(2, 8, 6, 10, device="cuda", dtype=torch.half))
+cross_merge(xs.contiguous(), 6, 10)
+y = torch.randn(1, 8, 6, 10, device="cuda", dtype=torch.half).to(memory_format=torch.channels_last)
+bias_prelu_(y, torch.zeros(8, device="cuda"), torch.full((8,), 0.1, device="cuda"))
 torch.cuda.synchronize()
 print("ENV", os.environ.get("TRITON_CACHE_DIR"))
 """
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), HOME=str(tmp_path / "home"))
     env.pop("TRITON_CACHE_DIR", None)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ENV None" in proc.stdout
-    cached = list((tmp_path / "interpolate_video" / "triton").rglob("*.cubin"))
-    assert cached, f"no compiled kernel under {tmp_path / 'interpolate_video' / 'triton'}"
+    cached = {p.stem for p in (tmp_path / "interpolate_video" / "triton").rglob("*.cubin")}
+    for kernel in ("_cross_scan_kernel", "_cross_merge_kernel", "_bias_prelu_kernel"):
+        assert kernel in cached, f"{kernel} not compiled under {tmp_path / 'interpolate_video' / 'triton'}: {cached}"
+    assert len(cached) >= 4, cached   # and the scan
+    assert not list((tmp_path / "home").rglob("*.cubin")), "kernels compiled into Triton's default folder"
