@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import math
 import os
 import re
@@ -615,9 +616,10 @@ class ClipWriter:
             stream.set_display_rotation(source.rotation)
         self.video = stream
         self.audio = None
+        self.source_audio = source.audio
         if audio and source.audio:
-            self.audio = self.container.add_stream(AUDIO_CODEC, rate=source.audio.sample_rate,
-                                                   layout=source.audio.layout)
+            rate, layout = output_sound_format(source.audio.sample_rate, source.audio.layout)
+            self.audio = self.container.add_stream(AUDIO_CODEC, rate=rate, layout=layout)
             self.audio.bit_rate = AUDIO_BIT_RATE
         self.frames_written = 0
         # Audio is encoded in threads (SoundEncoder) and its packets are muxed here, in step with
@@ -680,14 +682,15 @@ class ClipWriter:
         self._mux_audio(until=self.frames_written * self.time_base)
 
     def write_audio(self, sound: "np.ndarray | SoundEncoder") -> None:
-        """All of the clip's audio: float32 (channels, samples), or a SoundEncoder of it already
+        """All of the clip's audio: float32 (channels, samples) at the source's rate and in its
+        layout, or a SoundEncoder of it already
         running (started as soon as the sound was read). It is encoded in background threads and
         muxed as the video catches up with it (and the rest by close())."""
         if self.audio is None:
             return
         self.container.start_encoding()  # header and codecs set up here, before a thread uses one
         if isinstance(sound, np.ndarray):
-            sound = SoundEncoder(sound, self.audio.rate, self.audio.layout.name, usable_cores())
+            sound = SoundEncoder(sound, self.source_audio.sample_rate, self.source_audio.layout, usable_cores())
         self._sound = sound
         # Every AAC-LC encoder of one rate and layout describes its stream alike; a difference
         # here would be a bug, and the file would not play.
@@ -759,6 +762,46 @@ def usable_cores() -> int:
 # for speech and music in stereo.
 AUDIO_CODEC = "aac"
 AUDIO_BIT_RATE = 192_000
+# The sample rates AAC can carry (ISO/IEC 14496-3's sampling frequency table).
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+
+@functools.lru_cache(maxsize=None)
+def output_sound_format(rate: int, layout: str) -> tuple[int, str]:
+    """The sample rate and channel layout of the output's AAC for a source's sound: the same where
+    AAC takes them; else the nearest AAC rate at or above the source's (96 kHz above that), and
+    for a layout the encoder does not take, stereo (mono for one channel)."""
+    out_rate = rate if rate in AAC_RATES else min((r for r in AAC_RATES if r >= rate), default=AAC_RATES[-1])
+    try:
+        ctx = av.CodecContext.create(AUDIO_CODEC, "w")
+        ctx.sample_rate, ctx.layout, ctx.format = out_rate, layout, "fltp"
+        ctx.bit_rate, ctx.time_base = AUDIO_BIT_RATE, Fraction(1, out_rate)
+        ctx.open()
+        return out_rate, layout
+    except (av.error.FFmpegError, ValueError):
+        return out_rate, "mono" if av.AudioLayout(layout).nb_channels == 1 else "stereo"
+
+
+def convert_sound(samples: np.ndarray, rate: int, layout: str, to_rate: int, to_layout: str) -> np.ndarray:
+    """float32 (channels, samples) at `rate` in `layout` -> the same sound at `to_rate` in
+    `to_layout` (FFmpeg's resampler, which keeps sample 0 in place), exactly as long in time:
+    round(samples * to_rate / rate) samples."""
+    if (rate, layout) == (to_rate, to_layout):
+        return samples
+    resampler = av.AudioResampler(format="fltp", layout=to_layout, rate=to_rate)
+    out, step = [], 1 << 16
+    for at in range(0, samples.shape[1], step):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, at:at + step]), format="fltp", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = rate, at, Fraction(1, rate)
+        out += [f.to_ndarray() for f in resampler.resample(frame)]
+    out += [f.to_ndarray() for f in resampler.resample(None)]
+    want = round(samples.shape[1] * to_rate / rate)
+    got = np.concatenate(out, axis=1) if out else np.zeros((av.AudioLayout(to_layout).nb_channels, 0), np.float32)
+    result = np.zeros((got.shape[0], want), np.float32)
+    result[:, :min(want, got.shape[1])] = got[:, :want]
+    return result
+
+
 # Long sound is cut into as many pieces as there are cores, each at least this long, and the
 # pieces encode at once, one thread each (the AAC encoder runs without the GIL): FFmpeg's AAC
 # encoder manages 15-30x real time on one core of a 2-core EPYC, so a 10-minute soundtrack alone
@@ -779,7 +822,8 @@ AUDIO_FRAMES_PER_CALL = 48
 
 
 class SoundEncoder:
-    """AAC packets of a whole soundtrack, float32 (channels, samples), encoded piece by piece, a
+    """AAC packets of a whole soundtrack, float32 (channels, samples) at `rate` in `layout`
+    (converted first where AAC takes neither: output_sound_format), encoded piece by piece, a
     thread each, from the moment this is made, and handed out in order by next_packet(). Every
     piece's packets sit on the one grid of a single encoder (AAC frames counted from the clip's
     first sample, pts in samples, time base 1/rate), so the pieces join into one continuous
@@ -787,7 +831,9 @@ class SoundEncoder:
 
     def __init__(self, samples: np.ndarray, rate: int, layout: str, workers: int,
                  min_piece_seconds: float = AUDIO_MIN_PIECE_SECONDS, preroll_seconds: float = AUDIO_PREROLL_SECONDS):
-        self.samples, self.rate, self.layout = samples, rate, layout
+        # A rate or layout that AAC does not take is converted first (output_sound_format).
+        self.rate, self.layout = output_sound_format(rate, layout)
+        self.samples = samples = convert_sound(samples, rate, layout, self.rate, self.layout)
         n = samples.shape[1]
         self.contexts = []   # opened here, so that a bad rate or layout fails in the caller
         self.contexts.append(self._context())

@@ -208,3 +208,51 @@ def test_long_sound_is_encoded_in_pieces_that_join_cleanly(tmp_path):
     for join in (round(frames * k / 3) * 1024 for k in (1, 2)):
         w = slice(join - SR // 2, join + SR // 2)
         assert snr(cut[:, w], sound[:, w]) > min(25.0, snr(one[:, w], sound[:, w]) - 3.0), join / SR
+
+
+def test_output_sound_format_keeps_what_aac_takes():
+    from splice.media import output_sound_format
+    assert output_sound_format(48000, "stereo") == (48000, "stereo")
+    assert output_sound_format(44100, "mono") == (44100, "mono")
+    assert output_sound_format(192000, "stereo") == (96000, "stereo")
+    assert output_sound_format(50000, "stereo") == (64000, "stereo")
+    assert output_sound_format(6000, "mono") == (7350, "mono")
+
+
+def test_sound_at_a_rate_aac_cannot_carry_is_resampled_in_place(video_factory, run_cli, tmp_path):
+    """192 kHz PCM (as some recorders write): the output's AAC is at 96 kHz, as long as the
+    picture, and each second's click of the source is where the timeline puts it."""
+    from synthetic import decode_audio
+    rate = 192000
+    mp4 = video_factory(frames=450, audio=False)   # 18 s at 25 fps
+    src = tmp_path / "in.mov"
+    t = np.arange(18 * rate) / rate
+    sound = 0.3 * np.sin(2 * np.pi * 440 * t)
+    burst = (t % 1.0) < 0.005
+    sound[burst] = 0.8 * np.sin(2 * np.pi * 3000 * t[burst])
+    pcm = np.round(np.stack([sound, sound]) * 32767).astype(np.int16)
+    with av.open(str(mp4)) as c, av.open(str(src), "w") as out:
+        v = out.add_stream_from_template(c.streams.video[0])
+        a = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for packet in c.demux(c.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = v
+                out.mux(packet)
+        for start in range(0, pcm.shape[1], 4096):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start:start + 4096]).T.reshape(1, -1),
+                                           format="s16", layout="stereo")
+            f.sample_rate, f.pts = rate, start
+            for p in a.encode(f):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", src, "--output", out, "--model", "flow", "--preset", "ultrafast",
+                "--frame-a", "175", "--frame-b", "325", "--time-indent", "0", "--quiet")
+    assert r.returncode == 0, r.stderr
+    audio, sr = decode_audio(out)
+    assert sr == 96000
+    assert abs(audio.shape[1] / sr - 15.0) <= 2048 / sr   # AAC priming and padding
+    # 0-5 s shows the source's 2-7 s, 10-15 s its 13-18 s: clicks at whole output seconds.
+    onsets = [x for x in burst_onsets(audio, sr) if 0.5 < x < 4.9 or 10.1 < x < 14.9]
+    assert onsets == pytest.approx([1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0], abs=0.0015)
