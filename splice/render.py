@@ -82,12 +82,13 @@ class SoundReader:
     def _read(self) -> None:
         try:
             samples = timeline_audio(*self._args, stop=self._stop)
-            if samples is not None and self._encode and not self._stop.is_set():
+            if not self._encode:
+                self._samples = samples
+            elif samples is not None and not self._stop.is_set():   # the encoder holds the sound
                 info = self._args[0].audio
                 self.encoder = SoundEncoder(samples, info.sample_rate, info.layout, usable_cores())
                 if self._stop.is_set():    # closed while the encoder was being set up
                     self.encoder.stop()
-            self._samples = samples
         except BaseException as e:   # raised in the thread that asks for the sound
             self._error = e
 
