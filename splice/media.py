@@ -683,9 +683,9 @@ class ClipWriter:
 
     def write_audio(self, sound: "np.ndarray | SoundEncoder") -> None:
         """All of the clip's audio: float32 (channels, samples) at the source's rate and in its
-        layout, or a SoundEncoder of it already
-        running (started as soon as the sound was read). It is encoded in background threads and
-        muxed as the video catches up with it (and the rest by close())."""
+        layout, or a SoundEncoder of it already running (started as soon as the sound was read).
+        It is encoded in background threads and muxed as the video catches up with it (and the
+        rest by close())."""
         if self.audio is None:
             return
         self.container.start_encoding()  # header and codecs set up here, before a thread uses one
@@ -773,13 +773,19 @@ def output_sound_format(rate: int, layout: str) -> tuple[int, str]:
     for a layout the encoder does not take, stereo (mono for one channel)."""
     out_rate = rate if rate in AAC_RATES else min((r for r in AAC_RATES if r >= rate), default=AAC_RATES[-1])
     try:
-        ctx = av.CodecContext.create(AUDIO_CODEC, "w")
-        ctx.sample_rate, ctx.layout, ctx.format = out_rate, layout, "fltp"
-        ctx.bit_rate, ctx.time_base = AUDIO_BIT_RATE, Fraction(1, out_rate)
-        ctx.open()
+        aac_encoder(out_rate, layout)
         return out_rate, layout
     except (av.error.FFmpegError, ValueError):
         return out_rate, "mono" if av.AudioLayout(layout).nb_channels == 1 else "stereo"
+
+
+def aac_encoder(rate: int, layout: str):
+    """An opened AAC encoder of the output's settings: float planar input, pts in samples."""
+    ctx = av.CodecContext.create(AUDIO_CODEC, "w")
+    ctx.sample_rate, ctx.layout, ctx.format = rate, layout, "fltp"
+    ctx.bit_rate, ctx.time_base = AUDIO_BIT_RATE, Fraction(1, rate)
+    ctx.open()
+    return ctx
 
 
 def convert_sound(samples: np.ndarray, rate: int, layout: str, to_rate: int, to_layout: str) -> np.ndarray:
@@ -835,16 +841,15 @@ class SoundEncoder:
         self.rate, self.layout = output_sound_format(rate, layout)
         self.samples = samples = convert_sound(samples, rate, layout, self.rate, self.layout)
         n = samples.shape[1]
-        self.contexts = []   # opened here, so that a bad rate or layout fails in the caller
-        self.contexts.append(self._context())
+        self.contexts = [aac_encoder(self.rate, self.layout)]   # opened here: a failure is the caller's
         self.frame = self.contexts[0].frame_size or 1024
         self.extradata = self.contexts[0].extradata
         frames = -(-n // self.frame)
-        count = max(1, min(workers, int(n / (min_piece_seconds * rate))))
+        count = max(1, min(workers, int(n / (min_piece_seconds * self.rate))))
         bounds = [min(n, round(frames * k / count) * self.frame) for k in range(count + 1)]
         self.pieces = list(zip(bounds[:-1], bounds[1:]))
-        self.contexts += [self._context() for _ in self.pieces[1:]]
-        self.preroll = -(-round(preroll_seconds * rate) // self.frame) * self.frame
+        self.contexts += [aac_encoder(self.rate, self.layout) for _ in self.pieces[1:]]
+        self.preroll = -(-round(preroll_seconds * self.rate) // self.frame) * self.frame
         self.queues = [queue.Queue() for _ in self.pieces]
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -883,13 +888,6 @@ class SoundEncoder:
             self._stop.set()
         finally:
             self.queues[i].put(None)
-
-    def _context(self):
-        ctx = av.CodecContext.create(AUDIO_CODEC, "w")
-        ctx.sample_rate, ctx.layout, ctx.format = self.rate, self.layout, "fltp"
-        ctx.bit_rate, ctx.time_base = AUDIO_BIT_RATE, Fraction(1, self.rate)
-        ctx.open()
-        return ctx
 
     def _encode(self, i: int) -> None:
         start, end = self.pieces[i]

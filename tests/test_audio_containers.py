@@ -48,6 +48,29 @@ def write_audio_file(path, codec, sound, pts_gap_at=None, gap_seconds=0.0):
     return path
 
 
+def remux_with_sound(video, path, codec, sound, rate):
+    """`video`'s pictures copied into `path`, with `sound` (float32 (2, n) at `rate`) as `codec`."""
+    with av.open(str(video)) as c, av.open(str(path), "w") as out:
+        v = out.add_stream_from_template(c.streams.video[0])
+        a = out.add_stream(codec, rate=rate, layout="stereo")      # every stream before the first packet
+        for packet in c.demux(c.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = v
+                out.mux(packet)
+        resampler = av.AudioResampler(format=a.codec_context.codec.audio_formats[0].name, layout="stereo", rate=rate)
+        step = a.codec_context.frame_size or 1024
+        for start in range(0, sound.shape[1], step):
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(sound[:, start:start + step]), format="fltp",
+                                           layout="stereo")
+            f.sample_rate, f.pts = rate, start
+            for g in resampler.resample(f):
+                for p in a.encode(g):
+                    out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    return path
+
+
 def info_of(path):
     c = _open(str(path))
     try:
@@ -130,24 +153,9 @@ def test_mkv_input_through_the_command_line(video_factory, run_cli, tmp_path):
     """The splice of an MKV input with AAC sound: each span's sound as clean as the source's."""
     from synthetic import decode_audio
     mp4 = video_factory(frames=425, audio=False)
-    src = tmp_path / "in.mkv"
-    with av.open(str(mp4)) as c, av.open(str(src), "w") as out:
-        v = out.add_stream_from_template(c.streams.video[0])
-        a = out.add_stream("aac", rate=SR, layout="stereo")      # every stream before the first packet
-        for packet in c.demux(c.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = v
-                out.mux(packet)
-        t = np.arange(18 * SR) / SR
-        tone = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
-        for start in range(0, tone.shape[1], 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp",
-                                           layout="stereo")
-            f.sample_rate, f.pts = SR, start
-            for p in a.encode(f):
-                out.mux(p)
-        for p in a.encode():
-            out.mux(p)
+    t = np.arange(18 * SR) / SR
+    tone = np.stack([0.3 * np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
+    src = remux_with_sound(mp4, tmp_path / "in.mkv", "aac", tone, SR)
     out = tmp_path / "o.mp4"
     r = run_cli("--input", src, "--output", out, "--model", "flow", "--preset", "ultrafast",
                 "--time-indent", "0", "--quiet")
@@ -225,27 +233,11 @@ def test_sound_at_a_rate_aac_cannot_carry_is_resampled_in_place(video_factory, r
     from synthetic import decode_audio
     rate = 192000
     mp4 = video_factory(frames=450, audio=False)   # 18 s at 25 fps
-    src = tmp_path / "in.mov"
     t = np.arange(18 * rate) / rate
     sound = 0.3 * np.sin(2 * np.pi * 440 * t)
     burst = (t % 1.0) < 0.005
     sound[burst] = 0.8 * np.sin(2 * np.pi * 3000 * t[burst])
-    pcm = np.round(np.stack([sound, sound]) * 32767).astype(np.int16)
-    with av.open(str(mp4)) as c, av.open(str(src), "w") as out:
-        v = out.add_stream_from_template(c.streams.video[0])
-        a = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
-        for packet in c.demux(c.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = v
-                out.mux(packet)
-        for start in range(0, pcm.shape[1], 4096):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start:start + 4096]).T.reshape(1, -1),
-                                           format="s16", layout="stereo")
-            f.sample_rate, f.pts = rate, start
-            for p in a.encode(f):
-                out.mux(p)
-        for p in a.encode():
-            out.mux(p)
+    src = remux_with_sound(mp4, tmp_path / "in.mov", "pcm_s16le", np.stack([sound, sound]).astype(np.float32), rate)
     out = tmp_path / "o.mp4"
     r = run_cli("--input", src, "--output", out, "--model", "flow", "--preset", "ultrafast",
                 "--frame-a", "175", "--frame-b", "325", "--time-indent", "0", "--quiet")
