@@ -138,6 +138,7 @@ def make_fn(net, variant, backend, dev):
             return net(x, t, scale=0, local=True)[3]
 
     net.keep_out_of_graphs("compile" in variant)  # the net is shared by the variants
+    net.set_launch_bound(not graph)  # replayed, every convolution takes the fused pass (as the interpolator does)
     if "compile" in variant:
         if variant.endswith("-inductorwarp"):
             net.sampler = torch.nn.functional.grid_sample  # traced: Inductor's own gather kernels

@@ -133,6 +133,69 @@ def test_fast_compiled_cuda(fx, backend):
     assert not torch.equal(got, swapped)  # the replay did not hand back the first output
 
 
+@pytest.mark.parametrize("backend", _backends())
+def test_cuda_graph_replays_the_exact_path(fx, backend):
+    """The float32 interpolator on CUDA captures fixture case c (192x256, t=0.5, scale 0.5) once:
+    its first call (the warm-up run) and two replays match the official output within the fixture
+    tolerance, and a replay on swapped frames gives the net's output for those, not the stale one."""
+    from vfimamba.inference import GRAPH_BACKENDS, VFIMambaInterpolator
+    net, inp, gold = fx
+    net.set_scan_backend(backend)
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend)
+    img0 = torch.from_numpy(inp["img0_192x256"]).cuda()
+    img1 = torch.from_numpy(inp["img1_192x256"]).cuda()
+    for call in range(3):
+        _check(f"c_pred call {call} [{backend}, graphs]", interp.predict(img0, img1, [0.5], 0.5), gold["c_pred"], "pred")
+    if backend not in GRAPH_BACKENDS:  # the torch scan plans its chunks on the host: no graphs
+        assert interp._graphs is None
+        return
+    assert len(interp._graphs) == 1 and next(iter(interp._graphs.values())) is not None
+    swapped = interp.predict(img1, img0, [0.5], 0.5)
+    with torch.no_grad():
+        want = net(torch.cat([img1, img0], 1), timestep=0.5, scale=0.5, local=True)[3]
+    _check(f"c_pred swapped, replayed [{backend}]", swapped, want.cpu().double().numpy(), "pred")
+    assert (swapped.cpu().double().numpy() - gold["c_pred"]).__abs__().max() > 1e-2
+
+
+def test_cuda_graphs_kept_for_the_last_shapes(fx):
+    """One graph per input shape (here: 1 to GRAPH_CACHE_SIZE + 1 timesteps a call), the least
+    recently used dropped past GRAPH_CACHE_SIZE; a dropped shape is captured again. Replays give the
+    frames that running the net op by op gives (cuda_graphs=False), to within one level in 255."""
+    from vfimamba.inference import GRAPH_CACHE_SIZE, VFIMambaInterpolator
+    from vfimamba.layers import FUSE_MIN_ELEMENTS, ConvPReLU
+    net, _, _ = fx
+    backend = _backends()[0]
+    net.set_scan_backend(backend)
+    rng = np.random.default_rng(5)
+    f0 = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
+    f1 = np.roll(f0, 3, axis=1)
+    ts = [(i + 1) / (GRAPH_CACHE_SIZE + 2) for i in range(GRAPH_CACHE_SIZE + 1)]
+    plain = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, precision="fp16", cuda_graphs=False)
+    assert plain._graphs is None
+    assert {m.fuse_min_elements for m in net.modules() if isinstance(m, ConvPReLU)} == {FUSE_MIN_ELEMENTS}
+    want = {n: plain.interpolate(f0, f1, ts[:n]) for n in range(1, len(ts) + 1)}
+    interp = VFIMambaInterpolator(net, device="cuda", tta=False, scan_backend=backend, precision="fp16")
+    assert {m.fuse_min_elements for m in net.modules() if isinstance(m, ConvPReLU)} == {0}
+
+    def check(rnd, ns):
+        for n in ns:
+            got = interp.interpolate(f0, f1, ts[:n])
+            assert len(got) == n
+            for g, w in zip(got, want[n]):
+                d = np.abs(g.astype(int) - w.astype(int))
+                assert d.max() <= 1 and d.mean() < 0.05, (rnd, n, d.max(), d.mean())
+
+    check("captured", range(1, len(ts) + 1))
+    assert len(interp._graphs) == GRAPH_CACHE_SIZE
+    assert sorted(k[4] for k in interp._graphs) == list(range(2, len(ts) + 1))  # 1 timestep: dropped
+    graphs = {k: v[0] for k, v in interp._graphs.items()}
+    check("replayed", range(2, len(ts) + 1))
+    assert {k: v[0] for k, v in interp._graphs.items()} == graphs  # replays, no new captures
+    again = interp.interpolate(f0, f1, ts[:1])   # captured again, pushing out the oldest (2 timesteps)
+    assert np.abs(again[0].astype(int) - want[1][0].astype(int)).max() <= 1
+    assert sorted(k[4] for k in interp._graphs) == [1] + list(range(3, len(ts) + 1))
+
+
 @pytest.mark.parametrize("model", ["vfimamba", "rife"])
 def test_eager_cuda_imports_no_compiler(model, tmp_path):
     """Loading each model on CUDA and interpolating imports none of torch's compiler stack (the Triton

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections import OrderedDict
 from fractions import Fraction
 from typing import Sequence
 
@@ -109,6 +110,15 @@ RECOMPILE_LIMIT, ACCUMULATED_RECOMPILE_LIMIT = 256, 4096
 # compile=True relies on TorchDynamo's recompile_limit (named so from torch 2.7) and Inductor's
 # runtime cache-folder helpers.
 COMPILE_MIN_TORCH = (2, 7)
+# CUDA graphs kept per interpolator, one per input shape (frame size, batch, timestep count): each
+# holds a private pool the size of one forward's activations (about 1 GiB for VFIMamba at 720p), so
+# the least recently used goes once a fifth shape comes (a batch of recordings of mixed sizes).
+GRAPH_CACHE_SIZE = 4
+# Forwards run before a capture: the eager net needs one (cuDNN and cuBLAS plans, Triton kernels
+# loaded, workspaces allocated: nothing of that may happen inside a capture); a compiled one three,
+# as Inductor's own CUDA-graph support does (compilation, then autotuned kernels settled).
+EAGER_WARMUPS, COMPILED_WARMUPS = 1, 3
+GRAPH_BACKENDS = ("triton", "mamba_ssm")  # the scan backends whose forward a CUDA graph can capture
 
 
 def _inductor_folder() -> str:
@@ -152,7 +162,8 @@ class VFIMambaInterpolator:
 
     def __init__(self, net: VFIMambaNet, *, ckpt_path: str = "", device="cpu", tta: bool | None = None,
                  scale: float | None = None, scan_backend: str = "torch", recursive: bool = False,
-                 precision: str | None = "fp32", compile: bool = False, max_batch_pixels: int = 8_000_000):
+                 precision: str | None = "fp32", compile: bool = False, cuda_graphs: bool = True,
+                 max_batch_pixels: int = 8_000_000):
         self.net = net.eval()
         self.F = net.cfg.F
         self.device = torch.device(device)
@@ -167,23 +178,31 @@ class VFIMambaInterpolator:
         # None = fp16 on CUDA with a CUDA scan, else fp32.
         self.precision = resolve_precision(precision, self.device, scan_backend)
         net.set_fast(half_scan=self.precision in ("fp16", "bf16"), channels_last=self.precision in ("fp16", "bf16"))
-        # compile: torch.compile the net and replay each input shape as one CUDA graph (CUDA only;
-        # the compilation fuses the permutes, casts and elementwise work, the graph removes the launch
-        # overhead; the scan kernels and grid_sample run as they are). Each new frame size costs a
-        # compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
-        self._run = self._run_eager
+        # compile: torch.compile the net (CUDA only; the compilation fuses the permutes, casts and
+        # elementwise work; the scan kernels and grid_sample run as they are). Each new frame size
+        # costs a compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
+        # cuda_graphs: on CUDA each input shape is captured once as a CUDA graph that later calls
+        # replay (the eager forward launches about a thousand kernels a frame, and at 720p the CPU
+        # takes longer to launch them than the GPU to run them). compile=True always replays graphs. Both
+        # need a scan backend that a graph can capture (GRAPH_BACKENDS).
+        self._forward, self._compile_dir = net, None
         if compile and self.device.type == "cuda":
             if tuple(int(v) for v in torch.__version__.split(".")[:2]) < COMPILE_MIN_TORCH:
                 raise VFIMambaError(f"compile=True needs torch {'.'.join(map(str, COMPILE_MIN_TORCH))} or newer "
                                     f"(have {torch.__version__}); upgrade torch or leave compile off")
-            self._inductor_dir = _inductor_folder()
-            with _compiling(self._inductor_dir):
+            self._compile_dir = _inductor_folder()
+            with _compiling(self._compile_dir):
                 net.keep_out_of_graphs()
-                self._compiled = torch.compile(net, dynamic=False)
-            self._graphs = {}
-            self._run = self._run_graphed
+                self._forward = torch.compile(net, dynamic=False)
         elif compile:
             warnings.warn("VFIMamba compile=True needs device='cuda'; running eagerly", RuntimeWarning)
+        # The torch scan sizes its chunks on the host from the data, which a graph cannot hold.
+        graphed = (self.device.type == "cuda" and (cuda_graphs or self._compile_dir is not None)
+                   and scan_backend in GRAPH_BACKENDS)
+        self._graphs = OrderedDict() if graphed else None
+        # Replayed, the launches cost nothing, so every convolution takes the fused bias + PReLU pass
+        # (without graphs only the large ones do: see layers.FUSE_MIN_ELEMENTS).
+        net.set_launch_bound(not graphed)
         self.max_batch_pixels = max_batch_pixels
         self.name = "vfimamba" if self.F == 32 else "vfimamba_s" if self.F == 16 else f"vfimamba_f{self.F}"
         nparams = sum(p.numel() for p in net.parameters())
@@ -254,39 +273,58 @@ class VFIMambaInterpolator:
             outs.append(pred)
         return torch.cat(outs, 0)
 
-    def _run_eager(self, pairs, t, scale, repeats):
-        return self.net(pairs, t, scale=scale, local=True, repeats=repeats)[3]
+    def _call(self, pairs, t, scale, repeats):
+        """One forward of the net (compiled or not), without graphs."""
+        ctx = _compiling(self._compile_dir) if self._compile_dir is not None else contextlib.nullcontext()
+        with ctx:
+            return self._forward(pairs, t, scale=scale, local=True, repeats=repeats)[3]
 
-    def _run_graphed(self, pairs, t, scale, repeats):
-        """The compiled net, captured once per input shape (and precision) as a CUDA graph that
-        later calls replay on copies of their inputs."""
+    def _run(self, pairs, t, scale, repeats):
+        """The forward, replayed from the CUDA graph of this input shape when there is one: the first
+        call of a shape runs the net (its warm-up) and captures it; later calls copy their inputs
+        into the graph's and replay it."""
+        if self._graphs is None:
+            return self._call(pairs, t, scale, repeats)
         key = (tuple(pairs.shape), pairs.stride(), tuple(t.shape), scale, repeats,
                torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
         if key not in self._graphs:
-            static = pairs.clone(), t.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side), _compiling(self._inductor_dir):  # compile and warm up outside the capture
-                for _ in range(3):
-                    self._compiled(*static, scale=scale, local=True, repeats=repeats)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph), _compiling(self._inductor_dir):
-                    out = self._compiled(*static, scale=scale, local=True, repeats=repeats)[3]
-            except RuntimeError as e:  # something in the net could not be captured: stay compiled only
-                warnings.warn(f"VFIMamba: CUDA graph capture failed ({e}); running the compiled net without it",
-                              RuntimeWarning, stacklevel=2)
-                self._graphs[key] = None
-            else:
-                self._graphs[key] = graph, static, out
-        if self._graphs[key] is None:  # compiled already, on the side stream above
-            return self._compiled(pairs, t, scale=scale, local=True, repeats=repeats)[3]
-        graph, (static_pairs, static_t), out = self._graphs[key]
+            return self._capture(key, pairs, t, scale, repeats)
+        self._graphs.move_to_end(key)
+        entry = self._graphs[key]
+        if entry is None:  # this shape could not be captured
+            return self._call(pairs, t, scale, repeats)
+        graph, (static_pairs, static_t), out = entry
         static_pairs.copy_(pairs)
         static_t.copy_(t)
         graph.replay()
         return out.clone()  # the next replay writes over `out`
+
+    def _capture(self, key, pairs, t, scale, repeats):
+        """Warm the net up on a side stream (its last warm-up is this call's result), then capture one
+        forward on copies of the inputs. Capture errors are this thread's only, so that work other
+        threads put on the GPU meanwhile (reading the next frames, say) cannot spoil it."""
+        cur = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(cur)
+        with torch.cuda.stream(side):
+            for _ in range(COMPILED_WARMUPS if self._compile_dir is not None else EAGER_WARMUPS):
+                result = self._call(pairs, t, scale, repeats)
+        cur.wait_stream(side)
+        result.record_stream(cur)
+        static = pairs.clone(), t.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                out = self._call(*static, scale, repeats)
+        except RuntimeError as e:  # something in the net could not be captured: run it without graphs
+            warnings.warn(f"VFIMamba: CUDA graph capture failed ({e}); running without it", RuntimeWarning,
+                          stacklevel=3)
+            self._graphs[key] = None
+        else:
+            self._graphs[key] = graph, static, out
+        while len(self._graphs) > GRAPH_CACHE_SIZE:
+            self._graphs.popitem(last=False)
+        return result
 
     def _predict_recursive(self, img0, img1, timesteps, scale):
         """Midpoints of midpoints, as the official demo_Nx; non-dyadic timesteps are predicted directly."""

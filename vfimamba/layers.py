@@ -9,10 +9,11 @@ _TRITON_MODULES: dict = {}
 # The scan backends with which the net runs Triton kernels of its own (the layout and bias + PReLU
 # passes): a user who picks another backend gets no Triton at all.
 TRITON_BACKENDS = ("triton", "auto")
-# Below this many output elements a pair stays with PyTorch's ops: there the eager forward is bound
-# by launches on the CPU, not by memory traffic, and a Triton launch costs the CPU more than
-# PyTorch's two (on an H200 the fused pass made VFIMamba 1080p 12 % faster, but 720p slower when
-# taken for every pair).
+# Below this many output elements a pair stays with PyTorch's ops when the forward is launched op by
+# op: there it is bound by launches on the CPU, not by memory traffic, and a Triton launch costs the
+# CPU more than PyTorch's two (on an H200 the fused pass made VFIMamba 1080p 12 % faster, but 720p
+# slower when taken for every pair). A forward replayed from a CUDA graph pays no launches, so there
+# every pair is fused (VFIMambaNet.set_launch_bound).
 FUSE_MIN_ELEMENTS = 1 << 22
 
 
@@ -38,6 +39,7 @@ class ConvPReLU(nn.Sequential):
     sets it from the scan backend, benchmarks switch it)."""
 
     fused_act = True
+    fuse_min_elements = FUSE_MIN_ELEMENTS
 
     def forward(self, x):
         mods = list(self)
@@ -64,12 +66,12 @@ class ConvPReLU(nn.Sequential):
 
     def _fuse(self, x, conv, act) -> bool:
         # channels-last weights: the fast path (VFIMambaNet.set_fast); the exact path keeps PyTorch's
-        # ops, and so do small outputs (FUSE_MIN_ELEMENTS)
+        # ops, and so do small outputs (fuse_min_elements)
         return (self.fused_act and x.is_cuda and x.dim() == 4 and type(conv) in (nn.Conv2d, nn.ConvTranspose2d)
                 and conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.bias is not None
                 and conv.padding_mode == "zeros" and act.weight.numel() == conv.out_channels
                 and not torch.compiler.is_compiling() and not torch.is_grad_enabled()
-                and _out_elements(conv, x) >= FUSE_MIN_ELEMENTS)
+                and _out_elements(conv, x) >= self.fuse_min_elements)
 
 
 def _out_elements(conv, x) -> int:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from . import scan
 from .backbone import CAB, SS2D, FeatureExtractor
-from .layers import TRITON_BACKENDS, ConvPReLU
+from .layers import FUSE_MIN_ELEMENTS, TRITON_BACKENDS, ConvPReLU
 from .flow import Head, IFBlock
 from .refine import Unet
 from .warp import warp
@@ -77,6 +77,13 @@ class VFIMambaNet(nn.Module):
                 m.scan_backend = backend
             if isinstance(m, ConvPReLU):
                 m.fused_act = backend in TRITON_BACKENDS
+
+    def set_launch_bound(self, on: bool = True):
+        """on: the forward runs op by op, so small convolutions keep PyTorch's bias add and PReLU
+        (cheaper to launch); off: it is replayed from a CUDA graph, and every one takes the fused pass."""
+        for m in self.modules():
+            if isinstance(m, ConvPReLU):
+                m.fuse_min_elements = FUSE_MIN_ELEMENTS if on else 0
 
     def set_fast(self, half_scan: bool = False, channels_last: bool = False, pad_cabs: bool = True):
         """Fast-path switches. half_scan: under autocast, the scan gets its inputs in half precision
