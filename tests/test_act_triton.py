@@ -68,19 +68,18 @@ def test_bias_prelu_works_in_place_and_checks_its_input():
                                   lambda: ConvPReLU(nn.Conv2d(4, 8, 3, 1, 2, dilation=2, groups=2), nn.PReLU(8),
                                                     nn.ConvTranspose2d(8, 6, 3, 2, 1, output_padding=1, groups=2),
                                                     nn.PReLU(6))])
-def test_conv_prelu_modules_fused_on_cuda(make, monkeypatch):
+def test_conv_prelu_modules_fused_on_cuda(make):
     """The fast path (channels-last weights, no gradients) gives PyTorch's values through the kernel,
     which it really launches; with fused_act off, or off the fast path, PyTorch's ops run."""
     from torch.profiler import ProfilerActivity, profile
 
-    from vfimamba import layers
     torch.manual_seed(0)
     m = make().to(DEVICE).to(memory_format=torch.channels_last)
     for p in m.parameters():
         p.data.uniform_(-0.5, 0.5)
     cin = next(iter(m)).in_channels
     x = torch.randn(2, cin, 19, 27, device=DEVICE).contiguous(memory_format=torch.channels_last)
-    monkeypatch.setattr(layers, "FUSE_MIN_ELEMENTS", 0)  # these small tensors take the kernel too
+    m.fuse_min_elements = 0  # these small tensors take the kernel too (as in a graphed forward)
     with torch.no_grad():
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             got = m(x)
