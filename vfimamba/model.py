@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from . import scan
 from .backbone import CAB, SS2D, FeatureExtractor
-from .layers import FUSE_MIN_ELEMENTS, TRITON_BACKENDS, ConvPReLU
+from .layers import FUSE_MIN_ELEMENTS, TRITON_BACKENDS, ConvPReLU, triton_kernels
 from .flow import Head, IFBlock
 from .refine import Unet
 from .warp import warp
@@ -59,6 +59,8 @@ class VFIMambaNet(nn.Module):
         self.local_block = nn.ModuleList(IFBlock(17, 4 * cfg.F, scale=2 - i) for i in range(cfg.local_num))
         self.unet = Unet(2 * cfg.F)
         self.sampler = F.grid_sample  # what warps sample with (keep_out_of_graphs)
+        self.channels_last = False    # set_fast
+        self.fused_warp = True        # the feature warps through warp_triton where it can run (set_scan_backend)
 
     def keep_out_of_graphs(self, on: bool = True):
         """For torch.compile: this net's scans and warps run PyTorch's and Triton's kernels as they
@@ -77,6 +79,7 @@ class VFIMambaNet(nn.Module):
                 m.scan_backend = backend
             if isinstance(m, ConvPReLU):
                 m.fused_act = backend in TRITON_BACKENDS
+        self.fused_warp = backend in TRITON_BACKENDS
 
     def set_launch_bound(self, on: bool = True):
         """on: the forward runs op by op, so small convolutions keep PyTorch's bias add and PReLU
@@ -116,12 +119,24 @@ class VFIMambaNet(nn.Module):
             out1.append(f1)
         return out0, out1
 
-    @staticmethod
-    def _warp_features(f0s, f1s, flow, sampler):
+    def _feature_warp(self, flow):
+        """How the backbone features are warped: on the fast path (channels-last on CUDA, Triton
+        there, no gradients, not inside a compilation) by warp_triton, which reads the half-precision
+        channels-last features and writes them so, in one pass each; else by warp() (float32 NCHW)."""
+        kernels = None
+        if (self.fused_warp and self.channels_last and flow.is_cuda and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            kernels = triton_kernels("warp_triton")
+        if kernels is None:
+            return lambda f, fl: warp(f, fl, self.sampler)
+        return kernels.warp
+
+    def _warp_features(self, f0s, f1s, flow):
         c0, c1 = [], []
+        warp_feature = self._feature_warp(flow)
         for f0, f1 in zip(f0s, f1s):
-            c0.append(warp(f0, flow[:, 0:2], sampler))
-            c1.append(warp(f1, flow[:, 2:4], sampler))
+            c0.append(warp_feature(f0, flow[:, 0:2]))
+            c1.append(warp_feature(f1, flow[:, 2:4]))
             flow = F.interpolate(flow, scale_factor=0.5, mode="bilinear", align_corners=False,
                                  recompute_scale_factor=False) * 0.5
         return c0, c1
@@ -184,7 +199,7 @@ class VFIMambaNet(nn.Module):
                 masks.append(m)
                 merged.append(blend)
 
-        c0, c1 = self._warp_features(f0s, f1s, flow, self.sampler)
+        c0, c1 = self._warp_features(f0s, f1s, flow)
         res = self.unet(img0, img1, warped0, warped1, mask, flow, c0, c1)[:, :3] * 2 - 1
         pred = torch.clamp(merged[-1] + res.float(), 0, 1)
         return flows, masks, merged, pred
