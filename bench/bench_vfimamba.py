@@ -19,7 +19,8 @@ Variants of ours:
   fp16-nocl   fp16 without channels-last
   fp16-nofuse fp16 with PyTorch's ops instead of the fused Triton kernels (layout_triton, act_triton)
   fp16-noact  fp16 with PyTorch's bias add and PReLU after each convolution instead of act_triton's pass
-  fp16-graph  fp16 captured in a CUDA graph and replayed
+  fp16-graph  fp16 captured in a CUDA graph and replayed (as vfimamba.load runs it on CUDA)
+  fp16-graph-nowarp  the same with the backbone features warped by grid_sample, not warp_triton
 Official: "official" = torch defaults (cudnn TF32 on, matmul TF32 off: how the official code runs),
 "official-fp32" = TF32 off (the accuracy reference).
 
@@ -53,6 +54,7 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "fp16-noact": (torch.float16, True, True, True, False),
     "bf16": (torch.bfloat16, True, True, True, False),
     "fp16-graph": (torch.float16, True, True, True, True),
+    "fp16-graph-nowarp": (torch.float16, True, True, True, True),
     "bf16-graph": (torch.bfloat16, True, True, True, True),
     "fp16-compile": (torch.float16, True, True, True, False),
     "fp16-compile-graph": (torch.float16, True, True, True, True),
@@ -131,6 +133,7 @@ def make_fn(net, variant, backend, dev):
             m.fused_layout = not variant.endswith("-nofuse")
         if isinstance(m, ConvPReLU):
             m.fused_act = not variant.endswith(("-nofuse", "-noact"))
+    net.fused_warp = not variant.endswith(("-nofuse", "-nowarp"))
     t = torch.full((1,), 0.5, device=dev)
 
     def fwd(x):

@@ -313,8 +313,13 @@ class VFIMambaInterpolator:
         result.record_stream(cur)
         static = pairs.clone(), t.clone()
         graph = torch.cuda.CUDAGraph()
+        # Autocast's cache of half-precision weights stays off in the capture: it would hand the
+        # graph the warm-up's copies, which are freed when the caller's autocast region ends, and
+        # every later replay would read whatever then lies there. So the casts are captured too.
+        uncached = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
+                                  enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
         try:
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"), uncached:
                 out = self._call(*static, scale, repeats)
         except RuntimeError as e:  # something in the net could not be captured: run it without graphs
             warnings.warn(f"VFIMamba: CUDA graph capture failed ({e}); running without it", RuntimeWarning,
