@@ -244,7 +244,7 @@ def test_device_conversions_match_host_ones(fx):
 
 
 def test_triton_kernels_cached_in_user_folder(tmp_path):
-    """A fresh process compiles the scan, the layout kernels and the bias + PReLU pass into
+    """A fresh process compiles the scan, the layout kernels, the bias + PReLU pass and the warp into
     $XDG_CACHE_HOME/interpolate_video/triton (none into Triton's default under the home folder),
     and Triton's cache setting is back as it was once each launch returns."""
     import subprocess
@@ -264,6 +264,8 @@ xs = cross_scan(torch.randn(2, 8, 6, 10, device="cuda", dtype=torch.half))
 cross_merge(xs.contiguous(), 6, 10)
 y = torch.randn(1, 8, 6, 10, device="cuda", dtype=torch.half).to(memory_format=torch.channels_last)
 bias_prelu_(y, torch.zeros(8, device="cuda"), torch.full((8,), 0.1, device="cuda"))
+from vfimamba.warp_triton import warp
+warp(y, torch.randn(1, 2, 6, 10, device="cuda"))
 torch.cuda.synchronize()
 print("ENV", os.environ.get("TRITON_CACHE_DIR"))
 """
@@ -274,7 +276,7 @@ print("ENV", os.environ.get("TRITON_CACHE_DIR"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ENV None" in proc.stdout
     cached = {p.stem for p in (tmp_path / "interpolate_video" / "triton").rglob("*.cubin")}
-    for kernel in ("_cross_scan_kernel", "_cross_merge_kernel", "_bias_prelu_kernel"):
+    for kernel in ("_cross_scan_kernel", "_cross_merge_kernel", "_bias_prelu_kernel", "_warp_kernel"):
         assert kernel in cached, f"{kernel} not compiled under {tmp_path / 'interpolate_video' / 'triton'}: {cached}"
     assert len(cached) >= 4, cached   # and the scan
     assert not list((tmp_path / "home").rglob("*.cubin")), "kernels compiled into Triton's default folder"

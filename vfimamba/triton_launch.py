@@ -1,4 +1,5 @@
-"""How this package's Triton kernels are launched (scan_triton, layout_triton, act_triton): on
+"""How this package's Triton kernels are launched (scan_triton, layout_triton, act_triton,
+warp_triton): on
 their tensors' own GPU, and, for a launch that may compile, with Triton's on-disk cache in the
 user cache folder, so that a later process loads each kernel instead of compiling it again.
 
