@@ -1,7 +1,6 @@
 """How this package's Triton kernels are launched (scan_triton, layout_triton, act_triton,
-warp_triton): on
-their tensors' own GPU, and, for a launch that may compile, with Triton's on-disk cache in the
-user cache folder, so that a later process loads each kernel instead of compiling it again.
+warp_triton): on their tensors' own GPU, and, for a launch that may compile, with Triton's on-disk
+cache in the user cache folder, so that a later process loads each kernel instead of compiling it again.
 
 Triton reads its cache folder from its settings (triton.knobs.cache.dir), which mirror it into
 the environment while set; the settings' scope() puts both back when the launch returns, so
