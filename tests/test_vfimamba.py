@@ -481,6 +481,29 @@ def test_set_fast_pads_the_cabs_and_undoes_it():
     assert all(m._padded is None for m in cabs)
 
 
+def test_set_fast_keeps_half_weights_and_gives_the_float32_ones_back():
+    """weight_dtype=float16: every convolution's and projection's weight and bias (what autocast
+    would cast) in half precision, norms, slopes, skip scales and the scan's parameters untouched;
+    back on the exact path the float32 values are bit for bit those of before."""
+    from vfimamba.backbone import SS2D
+    torch.manual_seed(0)
+    net = VFIMambaNet(Config(16)).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)  # twice: still one copy kept
+    sd = net.state_dict()
+    ss2d = next(m for m in net.modules() if isinstance(m, SS2D))
+    assert ss2d.in_proj.weight.dtype == ss2d.x_proj_weight.dtype == ss2d.conv2d.bias.dtype == torch.float16
+    assert net.unet.conv.weight.dtype == net.block[0].conv[0][0].weight.dtype == torch.float16
+    assert ss2d.A_logs.dtype == ss2d.Ds.dtype == ss2d.dt_projs_bias.dtype == ss2d.out_norm.weight.dtype == torch.float32
+    assert net.block[0].conv[0][1].weight.dtype == torch.float32   # a PReLU slope
+    half = {k for k, v in sd.items() if v.dtype == torch.float16}
+    assert len(half) > 100 and all(torch.equal(sd[k].float(), before[k].half().float()) for k in half)
+    net.set_fast(False, False)
+    after = net.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], before[k]) for k in before)
+
+
 def test_cpu_scan_builds_without_a_writable_cache(monkeypatch, tmp_path):
     if scan_cpu._compiler() is None:
         pytest.skip("no C++ compiler")

@@ -177,7 +177,8 @@ class VFIMambaInterpolator:
         # frames); "tf32" = float32 with TF32; "bf16" = like fp16 in bfloat16 (~10x less accurate);
         # None = fp16 on CUDA with a CUDA scan, else fp32.
         self.precision = resolve_precision(precision, self.device, scan_backend)
-        net.set_fast(half_scan=self.precision in ("fp16", "bf16"), channels_last=self.precision in ("fp16", "bf16"))
+        half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        net.set_fast(half_scan=half is not None, channels_last=half is not None, weight_dtype=half)
         # compile: torch.compile the net (CUDA only; the compilation fuses the permutes, casts and
         # elementwise work; the scan kernels and grid_sample run as they are). Each new frame size
         # costs a compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.

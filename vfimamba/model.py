@@ -88,23 +88,49 @@ class VFIMambaNet(nn.Module):
             if isinstance(m, ConvPReLU):
                 m.fuse_min_elements = FUSE_MIN_ELEMENTS if on else 0
 
-    def set_fast(self, half_scan: bool = False, channels_last: bool = False, pad_cabs: bool = True):
+    def set_fast(self, half_scan: bool = False, channels_last: bool = False, pad_cabs: bool = True,
+                 weight_dtype: torch.dtype | None = None):
         """Fast-path switches. half_scan: under autocast, the scan gets its inputs in half precision
         (its state stays float32). channels_last: weights and conv activations in NHWC, which also
         removes the backbone's NHWC<->NCHW copies, and (unless pad_cabs is False) the CABs' hidden
-        widths rounded up to a multiple of 8. Both off = the exact float32 path."""
+        widths rounded up to a multiple of 8. weight_dtype: the convolutions' and projections'
+        weights and biases kept in that dtype, for running under autocast to it (which would
+        otherwise cast each of them again in every forward: 171 small kernels a VFIMamba frame);
+        the float32 values are kept aside and come back with weight_dtype=None. All off = the exact
+        float32 path."""
         mf = torch.channels_last if channels_last else torch.contiguous_format
         for m in self.modules():
             if isinstance(m, SS2D):
                 m.half_scan = half_scan
             if hasattr(m, "mf"):
                 m.mf = mf
+        self._set_weight_dtype(weight_dtype)
         self.to(memory_format=mf)
         for m in self.modules():  # after the move: the padded weights take the weights' layout
             if isinstance(m, CAB):
                 m.pad_hidden(8 if channels_last and pad_cabs else None)
         self.channels_last = channels_last
         return self
+
+    def _matmul_params(self):
+        """The parameters autocast casts for its half-precision matmuls and convolutions: the weights
+        and biases of every convolution and linear layer, and SS2D's stacked projections. Norms,
+        PReLU slopes, skip scales and the scan's A, D and delta bias stay float32."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                yield from (p for p in (m.weight, m.bias) if p is not None)
+            elif isinstance(m, SS2D):
+                yield from (m.x_proj_weight, m.dt_projs_weight)
+
+    def _set_weight_dtype(self, dtype):
+        masters = self.__dict__.setdefault("_float32_params", {})  # id(param) -> its float32 values
+        for p in self._matmul_params():
+            if dtype is None:
+                if id(p) in masters:
+                    p.data = masters.pop(id(p)).to(p.device)
+            else:
+                masters.setdefault(id(p), p.data)
+                p.data = masters[id(p)].to(dtype)
 
     @staticmethod
     def _pairs(feats, repeats):
