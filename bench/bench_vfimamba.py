@@ -15,12 +15,14 @@ weights), otherwise our random initialisation; the official net loads the very s
 Variants of ours:
   fp32        float32, TF32 off (the exact path, matches the fixtures)
   tf32        float32 storage, TF32 convolutions and matmuls
-  fp16 / bf16 autocast, channels-last, scan inputs in half (scan state float32), flows float32
+  fp16 / bf16 autocast, channels-last, scan inputs in half (scan state float32), flows float32,
+              the convolutions' and projections' weights kept in half precision
   fp16-nocl   fp16 without channels-last
   fp16-nofuse fp16 with PyTorch's ops instead of the fused Triton kernels (layout_triton, act_triton)
   fp16-noact  fp16 with PyTorch's bias add and PReLU after each convolution instead of act_triton's pass
   fp16-graph  fp16 captured in a CUDA graph and replayed (as vfimamba.load runs it on CUDA)
   fp16-graph-nowarp  the same with the backbone features warped by grid_sample, not warp_triton
+  fp16-graph-castweights  the same with float32 weights that autocast casts in every forward
 Official: "official" = torch defaults (cudnn TF32 on, matmul TF32 off: how the official code runs),
 "official-fp32" = TF32 off (the accuracy reference).
 
@@ -55,6 +57,7 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "bf16": (torch.bfloat16, True, True, True, False),
     "fp16-graph": (torch.float16, True, True, True, True),
     "fp16-graph-nowarp": (torch.float16, True, True, True, True),
+    "fp16-graph-castweights": (torch.float16, True, True, True, True),
     "bf16-graph": (torch.bfloat16, True, True, True, True),
     "fp16-compile": (torch.float16, True, True, True, False),
     "fp16-compile-graph": (torch.float16, True, True, True, True),
@@ -125,7 +128,8 @@ def make_fn(net, variant, backend, dev):
     """A callable imgs -> pred for one variant of our net (sets its switches)."""
     ac, _, cl, half, graph = VARIANTS[variant]
     net.set_scan_backend(backend)
-    net.set_fast(half_scan=half, channels_last=cl, pad_cabs=not variant.endswith("-nopad"))
+    net.set_fast(half_scan=half, channels_last=cl, pad_cabs=not variant.endswith("-nopad"),
+                 weight_dtype=ac if cl and not variant.endswith("-castweights") else None)
     from vfimamba.backbone import SS2D
     from vfimamba.layers import ConvPReLU
     for m in net.modules():
