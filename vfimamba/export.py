@@ -1,0 +1,109 @@
+"""The net as one exported graph (torch.export), the input of an ahead-of-time compilation
+(AOTInductor) whose package a later process loads without tracing the net again.
+
+torch.export traces every op, and two of the net's cannot be traced as they are: the selective
+scan (its Triton, C++ and mamba_ssm kernels run outside PyTorch's ops, and the PyTorch one picks
+its chunk sizes from the data) and the warps' grid_sample (traceable, but Inductor's own gather
+for it was slower than PyTorch's CUDA kernel). While `export()` traces, both are custom operators
+(`vfimamba::selective_scan`, `vfimamba::grid_sample`) with shape-only fake implementations: the
+graph calls them by name, whichever backend the net's scan uses, so a process that runs a package
+built from it must have them registered first (`register_ops()`).
+
+Defining and calling custom operators imports TorchDynamo and the rest of the compiler stack
+(seconds), so the eager path never imports this module.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+from . import scan
+from .backbone import SS2D
+from .errors import VFIMambaError
+from .model import VFIMambaNet
+
+NAMESPACE = "vfimamba"
+
+
+@functools.cache
+def register_ops() -> SimpleNamespace:
+    """Register the two operators (once per process: torch's operator registry is process-wide and
+    refuses a second definition) and return stand-ins for scan.selective_scan and F.grid_sample
+    with their signatures that call them."""
+
+    @torch.library.custom_op(f"{NAMESPACE}::selective_scan", mutates_args=())
+    def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
+                       D: torch.Tensor, delta_bias: torch.Tensor, delta_softplus: bool, backend: str) -> torch.Tensor:
+        return scan.selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend)
+
+    @selective_scan.register_fake
+    def _(u, delta, A, B, C, D, delta_bias, delta_softplus, backend):
+        return u.new_empty(u.shape, dtype=torch.float32)  # (b, d, l), float32 as selective_scan returns
+
+    @torch.library.custom_op(f"{NAMESPACE}::grid_sample", mutates_args=())
+    def grid_sample(img: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str,
+                    align_corners: bool) -> torch.Tensor:
+        return F.grid_sample(img, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+
+    @grid_sample.register_fake
+    def _(img, grid, mode, padding_mode, align_corners):
+        return img.new_empty((img.shape[0], img.shape[1], grid.shape[1], grid.shape[2]))
+
+    def scan_op(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto"):
+        return selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend)
+
+    def sampler_op(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
+        return grid_sample(img, grid, mode, padding_mode, align_corners)
+
+    return SimpleNamespace(selective_scan=scan_op, grid_sample=sampler_op)
+
+
+@contextlib.contextmanager
+def opaque_ops(net: VFIMambaNet):
+    """For the duration: `net`'s scans and warps go through the custom operators (this net only;
+    what it used before comes back afterwards, also on an error)."""
+    ops = register_ops()
+    blocks = [m for m in net.modules() if isinstance(m, SS2D)]
+    saved = [m.opaque_scan for m in blocks], net.sampler
+    for m in blocks:
+        m.opaque_scan = ops.selective_scan
+    net.sampler = ops.grid_sample
+    try:
+        yield
+    finally:
+        for m, s in zip(blocks, saved[0]):
+            m.opaque_scan = s
+        net.sampler = saved[1]
+
+
+class _Forward(torch.nn.Module):
+    """imgs (P, 6, H, W), timestep (P,) -> the interpolated frame (P, 3, H, W), as predict() runs
+    the net, under autocast to `autocast_dtype` when one is given."""
+
+    def __init__(self, net: VFIMambaNet, scale: float, autocast_dtype: torch.dtype | None):
+        super().__init__()
+        self.net, self.scale, self.autocast_dtype = net, scale, autocast_dtype
+
+    def forward(self, imgs, timestep):
+        ctx = (torch.autocast(imgs.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+               else contextlib.nullcontext())  # a disabled autocast would still be traced as a region
+        with ctx:
+            return self.net(imgs, timestep, scale=self.scale, local=True)[3]
+
+
+def export(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, scale: float = 0.0,
+           autocast_dtype: torch.dtype | None = None) -> torch.export.ExportedProgram:
+    """The forward for inputs shaped like `imgs` and `timestep` (fixed shapes: one program per frame
+    size and batch), as one graph with the scans and warps as `vfimamba::` operators. The net's
+    fast-path switches (set_fast) are traced as they are set."""
+    if not hasattr(torch, "export"):
+        raise VFIMambaError(f"exporting the net needs torch.export (torch 2.1 or newer; have {torch.__version__})")
+    if imgs.dim() != 4 or imgs.shape[1] != 6 or timestep.dim() != 1:
+        raise VFIMambaError(f"export: expected imgs (P, 6, H, W) and timestep (P,), got {tuple(imgs.shape)} "
+                            f"and {tuple(timestep.shape)}")
+    with opaque_ops(net), torch.no_grad():
+        return torch.export.export(_Forward(net.eval(), scale, autocast_dtype), (imgs, timestep))
