@@ -618,3 +618,80 @@ def test_conv_output_size_is_pytorchs():
     for conv in (nn.Conv2d(6, 8, 3, 1, 1), nn.Conv2d(6, 5, 3, 2, 1), nn.Conv2d(6, 4, 5, 3, 0, dilation=2),
                  nn.ConvTranspose2d(6, 8, 4, 2, 1), nn.ConvTranspose2d(6, 3, 3, 2, 1, output_padding=1)):
         assert _out_elements(conv, x) == conv(x).numel(), conv
+
+
+def _half_net(seed):
+    torch.manual_seed(seed)
+    return VFIMambaNet(Config(8)).eval()
+
+
+def test_set_fast_again_changes_nothing_a_graph_reads():
+    """The same settings twice: every weight and padded CAB copy keeps its memory (a CUDA graph
+    captured in between reads them), and fast_generation stays; a change bumps it."""
+    from vfimamba.backbone import CAB
+    net = _half_net(0)
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)
+    gen = net.fast_generation
+    ptrs = [p.data_ptr() for p in net.parameters()]
+    padded = [t.data_ptr() for m in net.modules() if isinstance(m, CAB) and m._padded for t in m._padded]
+    assert padded
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)
+    assert [p.data_ptr() for p in net.parameters()] == ptrs
+    assert [t.data_ptr() for m in net.modules() if isinstance(m, CAB) and m._padded for t in m._padded] == padded
+    assert net.fast_generation == gen
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.bfloat16)
+    assert net.fast_generation == gen + 1 and net.unet.conv.weight.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("assign", [False, True])
+def test_weights_loaded_into_half_weights_are_kept(assign):
+    """A state dict loaded while the weights are half is what later set_fast calls give, never the
+    float32 values kept from before the load: exactly (assign=True puts the float32 tensors in),
+    or rounded to half where it was copied into half tensors."""
+    a, b = _half_net(1), _half_net(2)
+    want = {k: v.clone() for k, v in b.state_dict().items()}
+    a.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)
+    half = {k for k, v in a.state_dict().items() if v.dtype == torch.float16}
+    assert len(half) > 50
+    a.load_state_dict(b.state_dict(), assign=assign)
+    a.set_fast(False, False)
+    got = a.state_dict()
+    for k, v in want.items():
+        expect = v.half().float() if k in half and not assign else v
+        assert got[k].dtype == torch.float32 and torch.equal(got[k], expect), k
+    a.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)
+    assert torch.equal(a.unet.conv.weight, want["unet.conv.weight"].half())
+    a.set_fast(False, False)
+    x = torch.rand(1, 6, 64, 64)
+    with torch.no_grad():
+        d = (a(x, 0.5, scale=0)[3] - b(x, 0.5, scale=0)[3]).abs().max().item()
+    assert d < (1e-6 if assign else 2e-2), d
+
+
+def test_deep_copy_of_half_weights_gives_the_float32_ones_back():
+    import copy
+    net = _half_net(3)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)
+    twin = copy.deepcopy(net)
+    twin.set_fast(False, False)
+    after = twin.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], before[k]) for k in before)
+
+
+def test_interpolator_takes_its_settings_back_from_a_shared_net():
+    """Something else switching the shared net to the fast path (another interpolator, a set_fast
+    call) does not change this interpolator's frames: it puts its own settings back first."""
+    from vfimamba.inference import VFIMambaInterpolator
+    torch.manual_seed(4)
+    net = VFIMambaNet(Config(8)).eval()
+    interp = VFIMambaInterpolator(net, tta=False)
+    rng = np.random.default_rng(4)
+    f0 = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
+    f1 = np.roll(f0, 3, axis=1)
+    want = interp.interpolate(f0, f1, [0.5])[0]
+    net.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.bfloat16)
+    assert net.unet.conv.weight.dtype == torch.bfloat16
+    got = interp.interpolate(f0, f1, [0.5])[0]
+    assert net.unet.conv.weight.dtype == torch.float32 and not net.channels_last
+    assert np.array_equal(got, want)

@@ -105,5 +105,9 @@ def export(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, scal
     if imgs.dim() != 4 or imgs.shape[1] != 6 or timestep.dim() != 1:
         raise VFIMambaError(f"export: expected imgs (P, 6, H, W) and timestep (P,), got {tuple(imgs.shape)} "
                             f"and {tuple(timestep.shape)}")
-    with opaque_ops(net), torch.no_grad():
-        return torch.export.export(_Forward(net.eval(), scale, autocast_dtype), (imgs, timestep))
+    training = net.training
+    try:
+        with opaque_ops(net), torch.no_grad():
+            return torch.export.export(_Forward(net.eval(), scale, autocast_dtype), (imgs, timestep))
+    finally:
+        net.train(training)

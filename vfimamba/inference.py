@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from fractions import Fraction
@@ -178,7 +179,8 @@ class VFIMambaInterpolator:
         # None = fp16 on CUDA with a CUDA scan, else fp32.
         self.precision = resolve_precision(precision, self.device, scan_backend)
         half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
-        net.set_fast(half_scan=half is not None, channels_last=half is not None, weight_dtype=half)
+        self._fast = dict(half_scan=half is not None, channels_last=half is not None, weight_dtype=half)
+        net.set_fast(**self._fast)
         # compile: torch.compile the net (CUDA only; the compilation fuses the permutes, casts and
         # elementwise work; the scan kernels and grid_sample run as they are). Each new frame size
         # costs a compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
@@ -201,9 +203,11 @@ class VFIMambaInterpolator:
         graphed = (self.device.type == "cuda" and (cuda_graphs or self._compile_dir is not None)
                    and scan_backend in GRAPH_BACKENDS)
         self._graphs = OrderedDict() if graphed else None
+        self._graph_lock = threading.Lock()  # one capture or replay at a time: they share static buffers
         # Replayed, the launches cost nothing, so every convolution takes the fused bias + PReLU pass
         # (without graphs only the large ones do: see layers.FUSE_MIN_ELEMENTS).
         net.set_launch_bound(not graphed)
+        self._generation = net.fast_generation
         self.max_batch_pixels = max_batch_pixels
         self.name = "vfimamba" if self.F == 32 else "vfimamba_s" if self.F == 16 else f"vfimamba_f{self.F}"
         nparams = sum(p.numel() for p in net.parameters())
@@ -258,6 +262,7 @@ class VFIMambaInterpolator:
     def predict(self, img0: torch.Tensor, img1: torch.Tensor, timesteps: Sequence[float], scale: float = 0.0):
         """Padded BGR (1, 3, H, W) tensors -> (len(timesteps), 3, H, W), like the official `inference`
         (fast_TTA: the pair and its 180-degree rotation in one batch, averaged after rotating back)."""
+        self._own_settings()
         pair = torch.cat([img0, img1], 1)
         if self.precision in ("fp16", "bf16"):
             pair = pair.contiguous(memory_format=torch.channels_last)
@@ -274,6 +279,19 @@ class VFIMambaInterpolator:
             outs.append(pred)
         return torch.cat(outs, 0)
 
+    def _own_settings(self):
+        """The net's fast-path settings back to this interpolator's, if something changed them since
+        (another interpolator on the same net, a set_fast call): the CUDA graphs captured before
+        read the weights of then, so they go."""
+        if self.net.fast_generation == self._generation:
+            return
+        self.net.set_fast(**self._fast)
+        self.net.set_launch_bound(self._graphs is None)
+        with self._graph_lock:
+            if self._graphs is not None:
+                self._graphs.clear()
+        self._generation = self.net.fast_generation
+
     def _call(self, pairs, t, scale, repeats):
         """One forward of the net (compiled or not), without graphs."""
         ctx = _compiling(self._compile_dir) if self._compile_dir is not None else contextlib.nullcontext()
@@ -286,6 +304,10 @@ class VFIMambaInterpolator:
         into the graph's and replay it."""
         if self._graphs is None:
             return self._call(pairs, t, scale, repeats)
+        with self._graph_lock, torch.cuda.device(self.device):
+            return self._replay(pairs, t, scale, repeats)
+
+    def _replay(self, pairs, t, scale, repeats):
         key = (tuple(pairs.shape), pairs.stride(), tuple(t.shape), scale, repeats,
                torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
         if key not in self._graphs:
@@ -304,23 +326,26 @@ class VFIMambaInterpolator:
         """Warm the net up on a side stream (its last warm-up is this call's result), then capture one
         forward on copies of the inputs. Capture errors are this thread's only, so that work other
         threads put on the GPU meanwhile (reading the next frames, say) cannot spoil it."""
+        # Autocast's cache of half-precision weights stays off in the capture: it would hand the
+        # graph the warm-up's copies, which are freed when the caller's autocast region ends, and
+        # every later replay would read whatever then lies there. So the casts are captured too.
+        # The warm-ups run so as well: a compiled net guards on that setting, and would otherwise
+        # compile again inside the capture.
+        uncached = lambda: torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),  # noqa: E731
+                                          enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
         cur = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(cur)
-        with torch.cuda.stream(side):
+        with torch.cuda.stream(side), uncached():
             for _ in range(COMPILED_WARMUPS if self._compile_dir is not None else EAGER_WARMUPS):
                 result = self._call(pairs, t, scale, repeats)
         cur.wait_stream(side)
         result.record_stream(cur)
         static = pairs.clone(), t.clone()
         graph = torch.cuda.CUDAGraph()
-        # Autocast's cache of half-precision weights stays off in the capture: it would hand the
-        # graph the warm-up's copies, which are freed when the caller's autocast region ends, and
-        # every later replay would read whatever then lies there. So the casts are captured too.
-        uncached = torch.autocast("cuda", dtype=torch.get_autocast_dtype("cuda"),
-                                  enabled=torch.is_autocast_enabled("cuda"), cache_enabled=False)
-        try:
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"), uncached:
+        try:  # captured on a stream of this interpolator's GPU, whichever is current
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream(self.device),
+                                  capture_error_mode="thread_local"), uncached():
                 out = self._call(*static, scale, repeats)
         except RuntimeError as e:  # something in the net could not be captured: run it without graphs
             warnings.warn(f"VFIMamba: CUDA graph capture failed ({e}); running without it", RuntimeWarning,

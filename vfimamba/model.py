@@ -33,6 +33,14 @@ class Config:
         return {16: "VFIMamba_S", 32: "VFIMamba"}.get(self.F, f"VFIMamba_F{self.F}")
 
 
+def _rounds_to(master: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether half-precision parameter `p` holds `master` rounded to its dtype, in whatever layout
+    or device: then `master` is the float32 value behind it. Values loaded into `p` since (or a
+    new tensor put in its place) are not, whatever memory they share with what was there."""
+    return (p.dtype != torch.float32 and master.shape == p.shape
+            and torch.equal(master.to(device=p.device, dtype=p.dtype), p.data))
+
+
 def _merge(img0, img1, flow, mask, sampler):
     """Both frames warped by their halves of the flow, the mask squashed to a weight, and their blend."""
     m = torch.sigmoid(mask)
@@ -61,6 +69,8 @@ class VFIMambaNet(nn.Module):
         self.sampler = F.grid_sample  # what warps sample with (keep_out_of_graphs)
         self.channels_last = False    # set_fast
         self.fused_warp = True        # the feature warps through warp_triton where it can run (set_scan_backend)
+        self._fast_settings = None    # what set_fast last set
+        self.fast_generation = 0      # bumped by every set_fast that changes something
 
     def keep_out_of_graphs(self, on: bool = True):
         """For torch.compile: this net's scans and warps run PyTorch's and Triton's kernels as they
@@ -97,40 +107,63 @@ class VFIMambaNet(nn.Module):
         weights and biases kept in that dtype, for running under autocast to it (which would
         otherwise cast each of them again in every forward: 171 small kernels a VFIMamba frame);
         the float32 values are kept aside and come back with weight_dtype=None. All off = the exact
-        float32 path."""
+        float32 path.
+
+        Asking for what is already set changes nothing (a CUDA graph captured before keeps reading
+        the same weights); any change bumps `fast_generation`, which tells an interpolator that
+        shares this net that its graphs are stale."""
+        settings = (half_scan, channels_last, pad_cabs, weight_dtype)
         mf = torch.channels_last if channels_last else torch.contiguous_format
         for m in self.modules():
             if isinstance(m, SS2D):
                 m.half_scan = half_scan
             if hasattr(m, "mf"):
                 m.mf = mf
-        self._set_weight_dtype(weight_dtype)
-        self.to(memory_format=mf)
-        for m in self.modules():  # after the move: the padded weights take the weights' layout
+        self.to(memory_format=mf)  # first: the half weights below are made in the weights' layout
+        weights_changed = self._set_weight_dtype(weight_dtype)
+        if settings == self._fast_settings and not weights_changed:
+            return self
+        for m in self.modules():  # after the weights: the padded copies are made from them
             if isinstance(m, CAB):
                 m.pad_hidden(8 if channels_last and pad_cabs else None)
         self.channels_last = channels_last
+        self._fast_settings = settings
+        self.fast_generation += 1
         return self
 
     def _matmul_params(self):
-        """The parameters autocast casts for its half-precision matmuls and convolutions: the weights
-        and biases of every convolution and linear layer, and SS2D's stacked projections. Norms,
-        PReLU slopes, skip scales and the scan's A, D and delta bias stay float32."""
-        for m in self.modules():
+        """The parameters autocast casts for its half-precision matmuls and convolutions, by name:
+        the weights and biases of every convolution and linear layer, and SS2D's stacked
+        projections. Norms, PReLU slopes, skip scales and the scan's A, D and delta bias stay float32."""
+        for name, m in self.named_modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                yield from (p for p in (m.weight, m.bias) if p is not None)
+                yield from ((f"{name}.{k}", p) for k, p in (("weight", m.weight), ("bias", m.bias)) if p is not None)
             elif isinstance(m, SS2D):
-                yield from (m.x_proj_weight, m.dt_projs_weight)
+                yield from ((f"{name}.{k}", getattr(m, k)) for k in ("x_proj_weight", "dt_projs_weight"))
 
-    def _set_weight_dtype(self, dtype):
-        masters = self.__dict__.setdefault("_float32_params", {})  # id(param) -> its float32 values
-        for p in self._matmul_params():
-            if dtype is None:
-                if id(p) in masters:
-                    p.data = masters.pop(id(p)).to(p.device)
-            else:
-                masters.setdefault(id(p), p.data)
-                p.data = masters[id(p)].to(dtype)
+    def _set_weight_dtype(self, dtype) -> bool:
+        """Those parameters in `dtype` (None: float32 again, from the values kept aside), each in its
+        current layout and device; True if any changed. A kept float32 value counts only while its
+        parameter holds it rounded (in any layout, on any device, in a deep copy): one loaded into
+        since (load_state_dict, also with assign=True) is taken from its live values instead, so
+        a kept value can never bring back old weights."""
+        # name -> its float32 values
+        masters = self.__dict__.setdefault("_float32_params", {})
+        changed = False
+        for name, p in self._matmul_params():
+            entry = masters.pop(name, None)
+            if entry is not None and not _rounds_to(entry, p):
+                entry = None  # stale: its parameter holds other values now
+            target = torch.float32 if dtype is None else dtype
+            source = entry if entry is not None else p.data
+            if p.dtype != target:
+                fresh = torch.empty_like(p.data, dtype=target)  # keeps the parameter's device and layout
+                fresh.copy_(source)
+                p.data = fresh
+                changed = True
+            if dtype is not None:
+                masters[name] = (source if source.dtype == torch.float32 else p.data.float()).to(p.device)
+        return changed
 
     @staticmethod
     def _pairs(feats, repeats):
