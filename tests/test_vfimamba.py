@@ -654,6 +654,13 @@ def test_weights_loaded_into_half_weights_are_kept(assign):
     half = {k for k, v in a.state_dict().items() if v.dtype == torch.float16}
     assert len(half) > 50
     a.load_state_dict(b.state_dict(), assign=assign)
+    gen = a.fast_generation
+    a.set_fast(half_scan=True, channels_last=True, weight_dtype=torch.float16)  # the same settings: a change all the same
+    assert a.fast_generation == gen + 1
+    from vfimamba.backbone import CAB
+    cab = next(m for m in a.modules() if isinstance(m, CAB) and m._padded)
+    hidden = cab.cab[0].out_channels
+    assert torch.equal(cab._padded[0][:hidden], cab.cab[0].weight)  # the padded copy made from the loaded weights
     a.set_fast(False, False)
     got = a.state_dict()
     for k, v in want.items():

@@ -153,7 +153,7 @@ class VFIMambaNet(nn.Module):
         for name, p in self._matmul_params():
             entry = masters.pop(name, None)
             if entry is not None and not _rounds_to(entry, p):
-                entry = None  # stale: its parameter holds other values now
+                entry, changed = None, True  # stale: its parameter holds other values now (the CABs' copies too)
             target = torch.float32 if dtype is None else dtype
             source = entry if entry is not None else p.data
             if p.dtype != target:
