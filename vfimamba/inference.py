@@ -263,21 +263,22 @@ class VFIMambaInterpolator:
         """Padded BGR (1, 3, H, W) tensors -> (len(timesteps), 3, H, W), like the official `inference`
         (fast_TTA: the pair and its 180-degree rotation in one batch, averaged after rotating back)."""
         self._own_settings()
-        pair = torch.cat([img0, img1], 1)
-        if self.precision in ("fp16", "bf16"):
-            pair = pair.contiguous(memory_format=torch.channels_last)
-        pairs = torch.cat([pair, pair.flip(2).flip(3)], 0) if self.tta else pair
-        n = pairs.shape[0]
-        per = max(1, self.max_batch_pixels // (n * pair.shape[2] * pair.shape[3]))
-        outs = []
-        for i in range(0, len(timesteps), per):
-            ts = list(timesteps[i:i + per])
-            t = torch.tensor(ts, dtype=torch.float32, device=pair.device).repeat(n)
-            pred = self._run(pairs, t, scale, len(ts))
-            if self.tta:
-                pred = (pred[:len(ts)] + pred[len(ts):].flip(2).flip(3)) / 2.0
-            outs.append(pred)
-        return torch.cat(outs, 0)
+        with self._precision():  # also when called directly (interpolate() already is inside it)
+            pair = torch.cat([img0, img1], 1)
+            if self.precision in ("fp16", "bf16"):
+                pair = pair.contiguous(memory_format=torch.channels_last)
+            pairs = torch.cat([pair, pair.flip(2).flip(3)], 0) if self.tta else pair
+            n = pairs.shape[0]
+            per = max(1, self.max_batch_pixels // (n * pair.shape[2] * pair.shape[3]))
+            outs = []
+            for i in range(0, len(timesteps), per):
+                ts = list(timesteps[i:i + per])
+                t = torch.tensor(ts, dtype=torch.float32, device=pair.device).repeat(n)
+                pred = self._run(pairs, t, scale, len(ts))
+                if self.tta:
+                    pred = (pred[:len(ts)] + pred[len(ts):].flip(2).flip(3)) / 2.0
+                outs.append(pred)
+            return torch.cat(outs, 0)
 
     def _own_settings(self):
         """The net's fast-path settings back to this interpolator's, if something changed them since
