@@ -100,8 +100,6 @@ def export(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, scal
     """The forward for inputs shaped like `imgs` and `timestep` (fixed shapes: one program per frame
     size and batch), as one graph with the scans and warps as `vfimamba::` operators. The net's
     fast-path switches (set_fast) are traced as they are set."""
-    if not hasattr(torch, "export"):
-        raise VFIMambaError(f"exporting the net needs torch.export (torch 2.1 or newer; have {torch.__version__})")
     if imgs.dim() != 4 or imgs.shape[1] != 6 or timestep.dim() != 1:
         raise VFIMambaError(f"export: expected imgs (P, 6, H, W) and timestep (P,), got {tuple(imgs.shape)} "
                             f"and {tuple(timestep.shape)}")

@@ -180,7 +180,6 @@ class VFIMambaInterpolator:
         self.precision = resolve_precision(precision, self.device, scan_backend)
         half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
         self._fast = dict(half_scan=half is not None, channels_last=half is not None, weight_dtype=half)
-        net.set_fast(**self._fast)
         # compile: torch.compile the net (CUDA only; the compilation fuses the permutes, casts and
         # elementwise work; the scan kernels and grid_sample run as they are). Each new frame size
         # costs a compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
@@ -204,10 +203,7 @@ class VFIMambaInterpolator:
                    and scan_backend in GRAPH_BACKENDS)
         self._graphs = OrderedDict() if graphed else None
         self._graph_lock = threading.Lock()  # one capture or replay at a time: they share static buffers
-        # Replayed, the launches cost nothing, so every convolution takes the fused bias + PReLU pass
-        # (without graphs only the large ones do: see layers.FUSE_MIN_ELEMENTS).
-        net.set_launch_bound(not graphed)
-        self._generation = net.fast_generation
+        self._apply_settings()
         self.max_batch_pixels = max_batch_pixels
         self.name = "vfimamba" if self.F == 32 else "vfimamba_s" if self.F == 16 else f"vfimamba_f{self.F}"
         nparams = sum(p.numel() for p in net.parameters())
@@ -280,18 +276,22 @@ class VFIMambaInterpolator:
                 outs.append(pred)
             return torch.cat(outs, 0)
 
-    def _own_settings(self):
-        """The net's fast-path settings back to this interpolator's, if something changed them since
-        (another interpolator on the same net, a set_fast call): the CUDA graphs captured before
-        read the weights of then, so they go."""
-        if self.net.fast_generation == self._generation:
-            return
+    def _apply_settings(self):
+        """This interpolator's fast-path settings on the net. Replayed, the launches cost nothing, so
+        every convolution takes the fused bias + PReLU pass (without graphs only the large ones do:
+        see layers.FUSE_MIN_ELEMENTS). CUDA graphs captured before read the weights of then: they go."""
         self.net.set_fast(**self._fast)
         self.net.set_launch_bound(self._graphs is None)
         with self._graph_lock:
             if self._graphs is not None:
                 self._graphs.clear()
         self._generation = self.net.fast_generation
+
+    def _own_settings(self):
+        """The settings back, if something changed them since (another interpolator on the same
+        net, a set_fast call)."""
+        if self.net.fast_generation != self._generation:
+            self._apply_settings()
 
     def _call(self, pairs, t, scale, repeats):
         """One forward of the net (compiled or not), without graphs."""
