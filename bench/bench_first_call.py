@@ -161,6 +161,8 @@ def main():
     ap.add_argument("--states", default="cold,warm", help="cold, warm, warm+warmup (a small pair first), warm+sizedwarmup (interp.warmup at the frames' size), "
                     "warm+profile (cProfile of the first call); with --compile: compile=True processes")
     ap.add_argument("--compile", action="store_true", help="vfimamba.load(compile=True)")
+    ap.add_argument("--cache", default="", help="the cache folder (XDG_CACHE_HOME) to start from instead of an empty "
+                    "one per model: a folder an earlier run filled makes even the first state warm")
     ap.add_argument("--results", default=str(REPO / "bench" / "results" / "first_call.md"))
     ap.add_argument("--machine", default="")
     args = ap.parse_args()
@@ -172,8 +174,8 @@ def main():
         tmp = Path(tmp)
         for model in args.models.split(","):
             weights = make_weights(model, tmp, args.weights_s)
-            cache = tmp / f"cache-{model}"
-            cache.mkdir()
+            cache = Path(args.cache) if args.cache else tmp / f"cache-{model}"
+            cache.mkdir(parents=True, exist_ok=True)
             for state in args.states.split(","):
                 r = run_child(model, weights, args.device, args.res, cache, args.calls, args.trace and state == "cold",
                               warmup="sized" if "sizedwarmup" in state else "warmup" in state,

@@ -64,8 +64,6 @@ VARIANTS = {  # name: (autocast dtype or None, allow tf32, channels_last, half s
     "fp16-compile-graph": (torch.float16, True, True, True, True),
     # the same without rounding the CAB hidden widths up to a multiple of 8 (before 2026-11-26)
     "fp16-nopad": (torch.float16, True, True, True, False),
-    # compiled with Inductor's own grid-sample kernels (before 2026-11-26) instead of PyTorch's
-    "fp16-compile-graph-inductorwarp": (torch.float16, True, True, True, True),
     "fp16-compile-graph-nopad": (torch.float16, True, True, True, True),
 }
 
@@ -145,12 +143,18 @@ def make_fn(net, variant, backend, dev):
         with torch.autocast("cuda", dtype=ac, enabled=ac is not None):
             return net(x, t, scale=0, local=True)[3]
 
-    net.keep_out_of_graphs("compile" in variant)  # the net is shared by the variants
     net.set_launch_bound(not graph)  # replayed, every convolution takes the fused pass (as the interpolator does)
-    if "compile" in variant:
-        if variant.endswith("-inductorwarp"):
-            net.sampler = torch.nn.functional.grid_sample  # traced: Inductor's own gather kernels
-        fwd = torch.compile(fwd, dynamic=False)
+    if "compile" in variant:  # as compile=True runs it: one graph per shape, kept in the user cache folder
+        from vfimamba import compiled
+        from vfimamba.cache import user_cache_dir
+        made = {}
+
+        def fwd(x):
+            key = (tuple(x.shape), x.stride())
+            if key not in made:
+                made[key] = compiled.forward(net, x, t, scale=0, autocast_dtype=ac,
+                                             folder=user_cache_dir() / "inductor" / "vfimamba")
+            return made[key](x, t)
     if cl:
         base = fwd
         fwd = lambda x: base(x.contiguous(memory_format=torch.channels_last))  # noqa: E731
@@ -277,10 +281,6 @@ def main():
         sys.exit("bench_vfimamba: needs CUDA")
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
-    import torch._dynamo as dynamo  # every VSSBlock instance and dtype is a recompile: raise the limits
-    from vfimamba.inference import ACCUMULATED_RECOMPILE_LIMIT, RECOMPILE_LIMIT
-    dynamo.config.recompile_limit = RECOMPILE_LIMIT  # this process only compiles
-    dynamo.config.accumulated_recompile_limit = ACCUMULATED_RECOMPILE_LIMIT
     gpu = torch.cuda.get_device_name(0)
     from vfimamba.scan import available_backends
     backends = a.backends.split(",") if a.backends else available_backends("cuda")
@@ -355,7 +355,8 @@ def main():
                         ours.set_fast(False, False)
                         torch.cuda.empty_cache()
         del ours, off
-        dynamo.reset()
+        if "torch._dynamo" in sys.modules:  # a compiled variant ran: its graphs hold the net
+            sys.modules["torch._dynamo"].reset()
         torch.cuda.empty_cache()
 
     write_table(rows, gpu, a.iters, a.results)

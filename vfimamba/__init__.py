@@ -62,9 +62,10 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     of the official float32 output on real frames), "fp32" elsewhere; "fp32" = exact float32 (TF32
     off, as the fixtures); "fp16", "bf16", "tf32": that precision (falls back with a warning where
     CUDA or a CUDA scan is missing).
-    compile: torch.compile the net on CUDA and replay each input shape as a CUDA graph (one
-    compilation, about a minute, per frame size and process; since the default replays graphs too,
-    it saves only about 1.6 ms a 720p frame with VFIMamba_S on an H200: see the README).
+    compile: on CUDA, TorchInductor compiles each input shape's forward as one graph, replayed as a
+    CUDA graph (about half a minute per frame size the first time; from torch 2.13 saved in the
+    user cache folder, so a later process loads it; see vfimamba/compiled.py). The default
+    replays graphs too, so it saves about 2 ms a 720p VFIMamba frame on an H200: see the README.
     cuda_graphs: on CUDA, capture each input shape's forward once as a CUDA graph and replay it
     (the same kernels without the CPU's launch cost; about 1 GiB of GPU memory held per shape at
     720p, for the last few shapes). False runs every call op by op.

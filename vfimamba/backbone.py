@@ -106,7 +106,7 @@ class SS2D(nn.Module):
         # (the kernels keep the state in float32), and the memory layout of the conv inputs.
         self.half_scan = False
         self.fused_layout = True   # layout_triton's kernels where they can run (same values)
-        self.opaque_scan = None    # the scan behind torch.compiler.disable (VFIMambaNet.keep_out_of_graphs)
+        self.opaque_scan = None    # the scan as a custom operator, while export.opaque_ops holds
         self.mf = torch.contiguous_format
         if not self.A_logs.is_meta:  # built on the meta device, a checkpoint fills every value
             self.reset_parameters()

@@ -81,18 +81,18 @@ def opaque_ops(net: VFIMambaNet):
 
 
 class _Forward(torch.nn.Module):
-    """imgs (P, 6, H, W), timestep (P,) -> the interpolated frame (P, 3, H, W), as predict() runs
-    the net, under autocast to `autocast_dtype` when one is given."""
+    """imgs (P, 6, H, W), timestep (P * repeats,) -> the interpolated frames (P * repeats, 3, H, W),
+    as predict() runs the net, under autocast to `autocast_dtype` when one is given."""
 
-    def __init__(self, net: VFIMambaNet, scale: float, autocast_dtype: torch.dtype | None):
+    def __init__(self, net: VFIMambaNet, scale: float, autocast_dtype: torch.dtype | None, repeats: int = 1):
         super().__init__()
-        self.net, self.scale, self.autocast_dtype = net, scale, autocast_dtype
+        self.net, self.scale, self.autocast_dtype, self.repeats = net, scale, autocast_dtype, repeats
 
     def forward(self, imgs, timestep):
         ctx = (torch.autocast(imgs.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
                else contextlib.nullcontext())  # a disabled autocast would still be traced as a region
         with ctx:
-            return self.net(imgs, timestep, scale=self.scale, local=True)[3]
+            return self.net(imgs, timestep, scale=self.scale, local=True, repeats=self.repeats)[3]
 
 
 def export(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, scale: float = 0.0,

@@ -105,11 +105,8 @@ def resolve_precision(precision, device, scan_backend: str = "auto") -> str:
     return precision
 
 
-# TorchDynamo recompiles for every frame size, precision and, without inlined modules, every block
-# instance of a shared class; its default limits (8) would silently fall back to eager.
-RECOMPILE_LIMIT, ACCUMULATED_RECOMPILE_LIMIT = 256, 4096
-# compile=True relies on TorchDynamo's recompile_limit (named so from torch 2.7) and Inductor's
-# runtime cache-folder helpers.
+# compile=True compiles each shape as one graph (torch.compile(fullgraph=True) with custom operators,
+# torch 2.7's API); from torch 2.13 it is also saved and loaded ahead of time (compiled.AOT_MIN_TORCH).
 COMPILE_MIN_TORCH = (2, 7)
 # CUDA graphs kept per interpolator, one per input shape (frame size, batch, timestep count): each
 # holds a private pool the size of one forward's activations (about 1 GiB for VFIMamba at 720p), so
@@ -136,20 +133,14 @@ def _inductor_folder() -> str:
 
 @contextlib.contextmanager
 def _compiling(folder: str):
-    """The settings that a compilation of the net runs under, for its duration only: Inductor's
-    caches in `folder`, and TorchDynamo's recompile limits raised. Inductor reads its folder from
-    TORCHINDUCTOR_CACHE_DIR, and the Triton kernels it builds set TRITON_CACHE_DIR below it; both
-    variables are put back as they were afterwards."""
-    import torch._dynamo as dynamo
+    """Inductor's caches in `folder` while the net is compiled or a compiled forward loaded. Inductor
+    reads its folder from TORCHINDUCTOR_CACHE_DIR, and the Triton kernels it builds set
+    TRITON_CACHE_DIR below it; both variables are put back as they were afterwards."""
     names = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
     saved = {k: os.environ.get(k) for k in names}
-    limits = dynamo.config.patch(recompile_limit=max(dynamo.config.recompile_limit, RECOMPILE_LIMIT),
-                                 accumulated_recompile_limit=max(dynamo.config.accumulated_recompile_limit,
-                                                                 ACCUMULATED_RECOMPILE_LIMIT))
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
     try:
-        with limits:
-            yield
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
@@ -180,22 +171,22 @@ class VFIMambaInterpolator:
         self.precision = resolve_precision(precision, self.device, scan_backend)
         half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
         self._fast = dict(half_scan=half is not None, channels_last=half is not None, weight_dtype=half)
-        # compile: torch.compile the net (CUDA only; the compilation fuses the permutes, casts and
-        # elementwise work; the scan kernels and grid_sample run as they are). Each new frame size
-        # costs a compilation (~1 min), so the CLI, which generates a handful of frames, does not use it.
+        # compile: TorchInductor compiles the forward of each input shape as one graph (CUDA only; it
+        # fuses the permutes, casts and elementwise work; the scan kernels and grid_sample run as they
+        # are), saved in the user cache folder so that a later process loads it (see compiled.py).
+        # The first time a frame size is seen on a machine costs a compilation (a minute or more), so
+        # the CLI, which generates a handful of frames, does not use it.
         # cuda_graphs: on CUDA each input shape is captured once as a CUDA graph that later calls
         # replay (the eager forward launches about a thousand kernels a frame, and at 720p the CPU
         # takes longer to launch them than the GPU to run them). compile=True always replays graphs. Both
         # need a scan backend that a graph can capture (GRAPH_BACKENDS).
-        self._forward, self._compile_dir = net, None
+        self._compile_dir = None
+        self._compiled = OrderedDict()  # compile=True: input key -> the compiled forward
         if compile and self.device.type == "cuda":
             if tuple(int(v) for v in torch.__version__.split(".")[:2]) < COMPILE_MIN_TORCH:
                 raise VFIMambaError(f"compile=True needs torch {'.'.join(map(str, COMPILE_MIN_TORCH))} or newer "
                                     f"(have {torch.__version__}); upgrade torch or leave compile off")
             self._compile_dir = _inductor_folder()
-            with _compiling(self._compile_dir):
-                net.keep_out_of_graphs()
-                self._forward = torch.compile(net, dynamic=False)
         elif compile:
             warnings.warn("VFIMamba compile=True needs device='cuda'; running eagerly", RuntimeWarning)
         # The torch scan sizes its chunks on the host from the data, which a graph cannot hold.
@@ -285,6 +276,7 @@ class VFIMambaInterpolator:
         with self._graph_lock:
             if self._graphs is not None:
                 self._graphs.clear()
+            self._compiled.clear()  # specialised on the net's settings
         self._generation = self.net.fast_generation
 
     def _own_settings(self):
@@ -295,9 +287,32 @@ class VFIMambaInterpolator:
 
     def _call(self, pairs, t, scale, repeats):
         """One forward of the net (compiled or not), without graphs."""
-        ctx = _compiling(self._compile_dir) if self._compile_dir is not None else contextlib.nullcontext()
-        with ctx:
-            return self._forward(pairs, t, scale=scale, local=True, repeats=repeats)[3]
+        if self._compile_dir is None:
+            return self.net(pairs, t, scale=scale, local=True, repeats=repeats)[3]
+        key = self._key(pairs, t, scale, repeats)
+        fn = self._compiled.get(key)
+        if fn is None:
+            from . import compiled
+            dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+            with _compiling(self._compile_dir):
+                fn = compiled.forward(self.net, pairs, t, scale=scale, repeats=repeats, autocast_dtype=dtype,
+                                      folder=os.path.join(self._compile_dir, "vfimamba"))
+            self._compiled[key] = fn
+            while len(self._compiled) > GRAPH_CACHE_SIZE:
+                self._compiled.popitem(last=False)
+        self._compiled.move_to_end(key)
+        try:
+            with _compiling(self._compile_dir):  # compiled in the process, the first call compiles
+                return fn(pairs, t)
+        except VFIMambaError as e:  # it could not be compiled as one graph: this shape runs eagerly
+            warnings.warn(f"VFIMamba: {e}; running without it", RuntimeWarning, stacklevel=4)
+            self._compiled[key] = lambda x, ts: self.net(x, ts, scale=scale, local=True, repeats=repeats)[3]
+            return self._compiled[key](pairs, t)
+
+    @staticmethod
+    def _key(pairs, t, scale, repeats):
+        return (tuple(pairs.shape), pairs.stride(), tuple(t.shape), scale, repeats,
+                torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
 
     def _run(self, pairs, t, scale, repeats):
         """The forward, replayed from the CUDA graph of this input shape when there is one: the first
@@ -309,8 +324,7 @@ class VFIMambaInterpolator:
             return self._replay(pairs, t, scale, repeats)
 
     def _replay(self, pairs, t, scale, repeats):
-        key = (tuple(pairs.shape), pairs.stride(), tuple(t.shape), scale, repeats,
-               torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda"))
+        key = self._key(pairs, t, scale, repeats)
         if key not in self._graphs:
             return self._capture(key, pairs, t, scale, repeats)
         self._graphs.move_to_end(key)

@@ -10,7 +10,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import scan
 from .backbone import CAB, SS2D, FeatureExtractor
 from .layers import FUSE_MIN_ELEMENTS, TRITON_BACKENDS, ConvPReLU, triton_kernels
 from .flow import Head, IFBlock
@@ -66,22 +65,11 @@ class VFIMambaNet(nn.Module):
             Head(dims[-1 - i], scales[-1 - i], 4 * cfg.F, 7 if i == 0 else 18) for i in range(self.flow_num_stage))
         self.local_block = nn.ModuleList(IFBlock(17, 4 * cfg.F, scale=2 - i) for i in range(cfg.local_num))
         self.unet = Unet(2 * cfg.F)
-        self.sampler = F.grid_sample  # what warps sample with (keep_out_of_graphs)
+        self.sampler = F.grid_sample  # what warps sample with (export.opaque_ops swaps it)
         self.channels_last = False    # set_fast
         self.fused_warp = True        # the feature warps through warp_triton where it can run (set_scan_backend)
         self._fast_settings = None    # what set_fast last set
         self.fast_generation = 0      # bumped by every set_fast that changes something
-
-    def keep_out_of_graphs(self, on: bool = True):
-        """For torch.compile: this net's scans and warps run PyTorch's and Triton's kernels as they
-        are, a graph break each, instead of being traced (the scan kernels cannot be; Inductor's
-        own gather for grid_sample was slower than PyTorch's CUDA kernel). Only this net changes.
-        Call it only when compiling: torch.compiler.disable imports TorchDynamo (seconds)."""
-        opaque_scan = torch.compiler.disable(scan.selective_scan) if on else None
-        self.sampler = torch.compiler.disable(F.grid_sample) if on else F.grid_sample
-        for m in self.modules():
-            if isinstance(m, SS2D):
-                m.opaque_scan = opaque_scan
 
     def set_scan_backend(self, backend: str):
         for m in self.modules():
