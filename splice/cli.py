@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from . import api, seam
+from . import api, seam, worker
 from .errors import UserError
-from .models import MODEL_NAMES, load_interpolator
+from .models import IN_PROCESS, MODEL_NAMES, load_interpolator
+from .plan import Bridge
 from .render import EncodeOptions, Stopwatch
 from .signals import Terminated, terminate_as_interrupt
 
@@ -199,49 +199,56 @@ def _prepare(opts, progress: bool, say, watch: Stopwatch):
 
 
 class _Model:
-    """The model, loaded once for every job. start() loads it in a background thread, so that
-    importing torch and reading the weights (seconds) happen while the input is probed and
-    analysed; get() waits for it (or loads it, if nothing started it) and raises what the load
-    raised."""
+    """The model, loaded once for every job. start() begins the load and returns: the models that
+    need PyTorch load in a child process (splice.worker), so that importing torch and reading the
+    weights (seconds) really overlap the probe and the analysis, which a thread could not (it held
+    the GIL); flow and blend need nothing and load where they are asked for. warm_up(job) asks for
+    the model's first-call set-up at the job's frame size as soon as the model is there; get()
+    waits for the model (or loads it, if nothing started it) and raises what the load raised; a
+    later job starts again. close() ends the child."""
 
     def __init__(self, opts, say):
         self.opts, self.say = opts, say
         self.loaded = None
         self.loads = 0
         self.seconds = 0.0      # how long the load took (in the background or not)
-        self._thread: threading.Thread | None = None
-        self._result = None
-        self._error: BaseException | None = None
+        self._process: worker.ModelProcess | None = None
+
+    def _options(self) -> dict:
+        o = self.opts
+        return {"ckpt": o.ckpt, "tta": o.tta, "offline": o.offline}
 
     def start(self) -> None:
-        if self.loaded is None and self._thread is None:
-            self._thread = threading.Thread(target=self._load, daemon=True, name="model load")
-            self._thread.start()
+        if self.loaded is None and self._process is None and self.opts.model not in IN_PROCESS \
+                and worker.available():
+            self._process = worker.ModelProcess(self.opts.model, self.opts.device, self._options(), log=self.say)
 
-    def _load(self) -> None:
-        start = time.perf_counter()
-        o = self.opts
-        try:
-            self._result = load_interpolator(o.model, o.device, log=self.say, ckpt=o.ckpt, tta=o.tta,
-                                             offline=o.offline)
-        except BaseException as e:   # raised by get(), in the caller's thread
-            self._error = e
-        self.seconds = round(time.perf_counter() - start, 3)
+    def warm_up(self, job) -> None:
+        bridges = [e for e in job.timeline() if isinstance(e, Bridge)]
+        if self._process is not None and bridges:
+            self._process.warm_up((job.source.height, job.source.width), bridges[0].timesteps)
 
     def get(self):
         if self.loaded is None:
-            if self._thread is None:
-                self._load()
+            if self._process is None:
+                start = time.perf_counter()
+                self.loaded = load_interpolator(self.opts.model, self.opts.device, log=self.say, **self._options())
+                self.seconds = round(time.perf_counter() - start, 3)
             else:
-                self._thread.join()
-                self._thread = None
-            if self._error is not None:
-                error, self._error = self._error, None   # a later job tries again
-                raise error
-            self.loaded, self._result = self._result, None
+                try:
+                    self.loaded = self._process.loaded()
+                except BaseException:
+                    self.close()         # a later job starts a new one
+                    raise
+                self.seconds = self._process.seconds
             self.loads += 1
             self.say(f"model: {self.loaded.name} ({self.loaded.description}); {self.loaded.why}")
         return self.loaded
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
 
 def run_one(opts, model: _Model, progress: bool, say) -> dict:
@@ -251,6 +258,7 @@ def run_one(opts, model: _Model, progress: bool, say) -> dict:
     started = time.perf_counter()
     model.start()                                        # loads while the input is probed and analysed
     job = _prepare(opts, progress, say, watch)
+    model.warm_up(job)
     with watch("seam"):
         api.guard_bridges(job, opts.hard_bridge, say)    # --hard-bridge fail refuses before anything is written
     fresh = model.loaded is None
@@ -318,12 +326,11 @@ def _read_jobs(path: str) -> list:
     return jobs
 
 
-def run_jobs(parser, opts, say) -> int:
+def run_jobs(parser, opts, say, model: _Model) -> int:
     jobs = _read_jobs(opts.jobs)
     summary_path = opts.report
     if summary_path:
         api.check_report_path(summary_path)
-    model = _Model(opts, say)
     results = []
     started = time.perf_counter()
     quiet_say = (lambda *a: None)
@@ -364,14 +371,15 @@ def main(argv=None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
     say = (lambda *a: None) if opts.quiet else print
+    model = _Model(opts, say)
     try:
         if opts.jobs:
             if opts.input or opts.output:
                 raise UserError("--jobs takes --input and --output from each job's line, not the command line")
             with terminate_as_interrupt():
-                return run_jobs(parser, opts, say)
+                return run_jobs(parser, opts, say, model)
         with terminate_as_interrupt():   # SIGTERM and SIGHUP clean up as Ctrl-C does
-            run_one(opts, _Model(opts, say), not opts.quiet, say)
+            run_one(opts, model, not opts.quiet, say)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -379,6 +387,8 @@ def main(argv=None) -> int:
         what = f"stopped by {e.name}" if isinstance(e, Terminated) else "interrupted"
         print(f"{what}; nothing was written", file=sys.stderr)
         return getattr(e, "exit_status", 130)
+    finally:
+        model.close()
     return 0
 
 

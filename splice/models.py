@@ -161,6 +161,9 @@ REGISTRY: dict[str, Callable[[ModelOptions, Callable], Interpolator]] = {
 }
 # What `auto` tries, best first (bench/results/quality.md and models.md say why).
 AUTO = ("vfimamba", "rife", "flow")
+# The models that need no PyTorch: loading them takes no time, so the command loads them where it is
+# (the others load in a process of their own: splice.worker).
+IN_PROCESS = ("flow", "blend")
 MODEL_NAMES = ("auto",) + tuple(REGISTRY)
 
 

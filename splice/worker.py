@@ -1,0 +1,265 @@
+"""A model loaded and run in a process of its own, so that the command's own work really overlaps it.
+
+Importing PyTorch and loading a network take seconds (`import torch` alone 2.6-4 s on the GPU host
+of bench/results/pipeline.md). Done in a thread, they hold Python's GIL for most of that time, and
+the probe and analysis they were meant to overlap slowed down by about as much (there: probe 0.04 ->
+1.8-2.5 s, analysis 1.6 -> 3.4-3.9 s). A child process has an interpreter and a GIL of its own.
+
+`ModelProcess(name, device, options)` starts the child at once and returns; the child imports the
+model's packages and loads it with `splice.models.load_interpolator`, exactly as a load in this
+process would, while the caller goes on. `warm_up(size, timesteps)` asks the child to pay a model's
+first-call set-up for that frame size as soon as it is loaded, without waiting for it.
+`loaded()` waits for the load and gives the `LoadedModel`, whose interpolator sends each pair of
+frames to the child and returns its frames.
+
+The two sides speak over a socket pair: pickled tuples, requests answered in order. A request may
+be sent before the previous reply is read (the load, then a warm-up), so the caller blocks only when
+it needs a result; replies that carry frames are read before the next request is sent, so neither
+side can block the other on a full socket. The child ignores Ctrl-C (the terminal sends it to both:
+the parent decides), ends when the socket closes, and, on Linux, when the parent dies.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import UserError
+
+ROOT = str(Path(__file__).resolve().parents[1])   # where splice/, vfimamba/ and rife/ are importable from
+
+# The child's whole program: splice may not be importable from the caller's working directory (a
+# checkout's interpolate_video.py run from elsewhere), so its folder goes first on the path.
+_BOOT = "import sys; sys.path.insert(0, sys.argv[3]); from splice.worker import serve; serve(int(sys.argv[1]), int(sys.argv[2]))"
+
+# How long a child that was told to stop, or whose socket closed, may take to exit before it is killed.
+CLOSE_GRACE_S = 2.0
+
+
+def available() -> bool:
+    """A model process can be started here (POSIX: it inherits its end of a socket pair)."""
+    return os.name == "posix" and hasattr(socket, "socketpair")
+
+
+class ModelProcess:
+    """`load_interpolator(name, device, **options)` in a child process (see the module's docstring).
+
+    Use it as a context manager, or call close(): the child ends with it."""
+
+    def __init__(self, name: str = "auto", device: str = "auto", options: dict | None = None,
+                 log: Callable[[str], None] | None = None):
+        self.log = log or (lambda *_: None)
+        self.seconds = 0.0          # how long the child took to load the model (its own clock)
+        self.waited = 0.0           # how long loaded() blocked for it
+        self._lock = threading.Lock()
+        self._pending = 0           # requests sent whose replies are not read yet
+        self._loaded = None
+        self._failed: BaseException | None = None
+        ours, theirs = socket.socketpair()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(os.getpid()), ROOT],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        except OSError as e:
+            ours.close()
+            raise UserError(f"cannot start a process for the model ({e})") from None
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        self._send(("load", name, device, dict(options or {})))
+
+    # --- the protocol ----------------------------------------------------------------------------
+
+    def _send(self, request: tuple) -> None:
+        try:
+            self._conn.send(request)
+        except OSError:
+            self._stopped()
+        self._pending += 1
+
+    def _reply(self):
+        """The next reply (its log lines passed on first); what the child raised, raised here."""
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                self._stopped()
+            if message[0] != "log":
+                break
+            self.log(message[1])
+        self._pending -= 1
+        kind, value = message
+        if kind == "ok":
+            return value
+        if kind == "user":
+            raise UserError(value)
+        raise RuntimeError(f"the model process failed: {value}")
+
+    def _stopped(self):
+        """The child is gone: say how it ended."""
+        try:
+            code = self._proc.wait(timeout=CLOSE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = ("stopped answering" if code is None else
+               f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit status {code}")
+        hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+        raise UserError(f"the model's process {how}{hint}; nothing was written") from None
+
+    def _drain(self, load_only: bool = False) -> None:
+        """Read the replies still owed, the load's first (only that one with `load_only`); the
+        load's error is raised every time."""
+        while self._pending and self._failed is None and not (load_only and self._loaded is not None):
+            if self._loaded is None:
+                start = time.perf_counter()
+                try:
+                    info = self._reply()
+                except BaseException as e:
+                    self._failed = e
+                    raise
+                finally:
+                    self.waited += time.perf_counter() - start
+                self.seconds = info.pop("seconds")
+                self._loaded = info
+            else:
+                try:
+                    self._reply()
+                except (UserError, RuntimeError):
+                    pass    # a warm-up's failure: the real call will say what is wrong
+        if self._failed is not None:
+            raise self._failed
+
+    # --- the caller's side ----------------------------------------------------------------------
+
+    def warm_up(self, size: tuple[int, int], timesteps: Sequence[float] = (0.5,)) -> None:
+        """Ask the child to pay the model's first call for frames of `size` (height, width) and this
+        many timesteps once it is loaded (on a GPU: cuDNN's plans, the graph capture); returns at once.
+        On the CPU the child leaves it out: it would be a whole inference for nothing."""
+        with self._lock:
+            if self._failed is None:
+                self._send(("warmup", (int(size[0]), int(size[1])), [float(t) for t in timesteps]))
+
+    def loaded(self):
+        """The LoadedModel, once the child has loaded it (raises what the load raised)."""
+        from .models import LoadedModel
+        with self._lock:
+            self._drain(load_only=True)
+            info = dict(self._loaded)
+        remote = RemoteInterpolator(self, info["name"], info["description"])
+        return LoadedModel(remote, info["name"], info["description"], info["why"], info["candidates"])
+
+    def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
+        with self._lock:
+            self._drain()
+            self._send(("interpolate", np.ascontiguousarray(frame0), np.ascontiguousarray(frame1),
+                        [float(t) for t in timesteps]))
+            return self._reply()
+
+    def close(self) -> None:
+        """End the child: nothing it holds is worth waiting for (a load is thrown away)."""
+        if not self._conn.closed:
+            self._conn.close()
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=CLOSE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class RemoteInterpolator:
+    """An Interpolator whose frames come from a ModelProcess."""
+
+    def __init__(self, process: ModelProcess, name: str, description: str):
+        self.process, self.name, self.description = process, name, description
+
+    def interpolate(self, frame0, frame1, timesteps):
+        return self.process.interpolate(frame0, frame1, timesteps)
+
+
+# --- the child ----------------------------------------------------------------------------------
+
+def _die_with_parent(parent: int) -> None:
+    """On Linux, the kernel ends this process when its parent dies (even by SIGKILL), instead of
+    leaving it to load a model for nobody."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:      # the parent died before the line above
+        os._exit(0)
+
+
+def _info(model, seconds: float) -> dict:
+    return {"name": model.name, "description": model.description, "why": model.why,
+            "candidates": model.candidates, "seconds": round(seconds, 3)}
+
+
+def _warms_up(interpolator) -> bool:
+    """Worth warming up: a GPU model with warmup(); on the CPU it would be a whole inference."""
+    device = getattr(getattr(interpolator, "device", None), "type", None)
+    return device == "cuda" and hasattr(interpolator, "warmup")
+
+
+def serve(fd: int, parent: int) -> None:
+    """The child's loop: answer requests until the socket closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+    conn = Connection(fd)
+    model = None
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = request[0]
+        try:
+            if kind == "load":
+                from .models import load_interpolator
+                _, name, device, options = request
+                start = time.perf_counter()
+                model = load_interpolator(name, device, log=lambda text: conn.send(("log", str(text))), **options)
+                reply = ("ok", _info(model, time.perf_counter() - start))
+            elif model is None:
+                reply = ("user", "the model is not loaded")
+            elif kind == "warmup":
+                if _warms_up(model.interpolator):
+                    model.interpolator.warmup(request[1], request[2])
+                reply = ("ok", None)
+            elif kind == "interpolate":
+                _, frame0, frame1, timesteps = request
+                reply = ("ok", model.interpolate(frame0, frame1, timesteps))
+            else:
+                reply = ("error", f"unknown request {kind!r}")
+        except UserError as e:
+            reply = ("user", str(e))
+        except Exception as e:   # a bug: its traceback goes with it
+            reply = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        try:
+            conn.send(reply)
+        except OSError:
+            return

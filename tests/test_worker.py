@@ -1,0 +1,151 @@
+"""The model in a process of its own (splice.worker): the frames a model makes there are the frames
+it makes here, the child's errors become one-line user errors, and no child outlives its parent."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SHARED
+from splice import worker
+from splice.errors import UserError
+from splice.models import BlendInterpolator
+
+pytestmark = pytest.mark.skipif(not worker.available(), reason="a model process needs a POSIX system")
+
+FIXTURE = SHARED / "fixtures" / "vfimamba" / "weights_VFIMamba_S.pkl"
+
+
+def pair(index: int, h: int = 36, w: int = 52):
+    """Two frames that carry `index` and their own side (0 or 1) in their pixel values."""
+    rng = np.random.default_rng(index)
+    a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    a[0, 0], b[0, 0] = (index, 0, 0), (index, 1, 0)
+    return a, b
+
+
+def gone(pid: int, within: float) -> bool:
+    """The process has ended (a zombie counts: it runs nothing) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_child_makes_the_frames_this_process_would():
+    logs = []
+    with worker.ModelProcess("blend", "cpu", log=logs.append) as child:
+        child.warm_up((36, 52), [0.5])                 # before the load's reply is read: answered in order
+        model = child.loaded()
+        assert (model.name, model.why) == ("blend", "asked for with --model blend")
+        assert model.candidates == [{"name": "blend", "taken": True, "reason": "asked for with --model blend"}]
+        here = BlendInterpolator()
+        for index, steps in ((1, [0.5]), (2, [0.25, 0.5, 0.75]), (3, [0.1])):
+            a, b = pair(index)
+            got = model.interpolate(a, b, steps)
+            want = here.interpolate(a, b, steps)
+            assert len(got) == len(steps)
+            for g, w in zip(got, want):
+                assert g.dtype == np.uint8 and g.shape == a.shape
+                np.testing.assert_array_equal(g, w)
+        assert child.seconds >= 0 and child.waited >= 0
+    assert child._proc.returncode is not None      # closed with the block
+
+
+def test_a_load_error_is_the_same_user_error_every_time():
+    child = worker.ModelProcess("nonsense", "cpu")
+    try:
+        for _ in range(2):
+            with pytest.raises(UserError, match=r"^unknown model 'nonsense'; choose one of auto, "):
+                child.loaded()
+        with pytest.raises(UserError, match="unknown model 'nonsense'"):
+            child.interpolate(*pair(0), [0.5])
+    finally:
+        child.close()
+
+
+def test_a_child_that_dies_is_one_line():
+    with worker.ModelProcess("blend", "cpu") as child:
+        model = child.loaded()
+        os.kill(child._proc.pid, signal.SIGKILL)
+        with pytest.raises(UserError) as e:
+            model.interpolate(*pair(0), [0.5])
+    assert str(e.value) == "the model's process was killed by SIGKILL (out of memory?); nothing was written"
+
+
+def test_close_ends_a_child_that_is_still_loading():
+    child = worker.ModelProcess("vfimamba", "cpu", {"ckpt": str(FIXTURE)})   # imports torch: busy for a while
+    start = time.monotonic()
+    child.close()
+    assert time.monotonic() - start < worker.CLOSE_GRACE_S + 1
+    assert child._proc.returncode is not None and gone(child._proc.pid, 1)
+
+
+def test_the_child_ends_with_its_parent():
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import time; from splice.worker import ModelProcess; "
+            "p = ModelProcess('blend', 'cpu'); p.loaded(); print(p._proc.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert not gone(child, 0)
+        parent.kill()                       # no clean-up runs: the kernel has to end the child
+        parent.wait()
+        assert gone(child, 10), "the model's process outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        parent.stdout.close()
+
+
+@pytest.mark.skipif(not FIXTURE.is_file(), reason=f"VFIMamba fixture weights not at {FIXTURE}")
+def test_options_reach_the_child_and_its_frames_match_a_load_here():
+    import vfimamba
+    here = vfimamba.load(str(FIXTURE), device="cpu", tta=False)
+    a, b = pair(7, 64, 96)
+    with worker.ModelProcess("vfimamba", "cpu", {"ckpt": str(FIXTURE), "tta": False}, log=lambda *_: None) as child:
+        model = child.loaded()
+        assert model.name == "vfimamba_s" and model.why == "asked for with --model vfimamba"
+        got = model.interpolate(a, b, [0.5])
+    np.testing.assert_array_equal(got[0], here.interpolate(a, b, [0.5])[0])
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+@pytest.mark.skipif(not FIXTURE.is_file(), reason=f"VFIMamba fixture weights not at {FIXTURE}")
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to find the child")
+def test_sigterm_while_the_model_loads_leaves_nothing(video_factory, tmp_path):
+    out = tmp_path / "o.mp4"
+    cli = subprocess.Popen([sys.executable, str(ROOT / "interpolate_video.py"), "--input", video_factory(),
+                            "--output", out, "--model", "vfimamba", "--ckpt", FIXTURE, "--device", "cpu", "--quiet"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not children(cli.pid) and time.monotonic() < deadline and cli.poll() is None:
+            time.sleep(0.01)
+        kids = children(cli.pid)
+        assert kids, "the model's process was not started"
+        cli.send_signal(signal.SIGTERM)
+        _, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 143, err
+    assert err.strip().splitlines() == ["stopped by SIGTERM; nothing was written"], err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial" in p.name]
+    assert all(gone(k, 5) for k in kids), "the model's process outlived the command"
