@@ -73,7 +73,7 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     import torch
 
     from .checkpoint import load_net
-    from .inference import VFIMambaInterpolator, check_precision, normalise_scale
+    from .inference import VFIMambaInterpolator, check_precision, normalise_scale, prefetch_gpu_libraries
     from .scan import resolve_backend
 
     if ckpt_path is None:
@@ -97,11 +97,15 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     if backend == "triton":
         from .scan_triton import prefetch_compiler_key
         prefetch_compiler_key()
+    libraries = prefetch_gpu_libraries(dev)
     net = load_net(ckpt_path, dev)
     net.set_scan_backend(backend)
-    return VFIMambaInterpolator(net, ckpt_path=_display_path(ckpt_path), device=dev, tta=tta, scale=scale,
-                                scan_backend=backend, precision=precision, compile=compile,
-                                cuda_graphs=cuda_graphs)
+    model = VFIMambaInterpolator(net, ckpt_path=_display_path(ckpt_path), device=dev, tta=tta, scale=scale,
+                                 scan_backend=backend, precision=precision, compile=compile,
+                                 cuda_graphs=cuda_graphs)
+    if libraries is not None:
+        libraries.join()   # done before any graph capture can start (a capture forbids other work on the GPU)
+    return model
 
 
 def _display_path(p: str) -> str:
