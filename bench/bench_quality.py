@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from bench.bench_pipeline import machine  # noqa: E402
-from splice import seam  # noqa: E402
+from splice import plan, seam  # noqa: E402
 from splice.indent import analysis_frame, analysis_frame_of, best_indent, score_indents  # noqa: E402
 from splice.locate import psnr  # noqa: E402
 from splice.media import VideoSource, to_rgb  # noqa: E402
@@ -141,7 +141,7 @@ def plan_bridge(source, a, b, m):
         return best_indent(first), m
     r = round(float(rate))
     natural = seam.natural_motion([left[:r + 1], right[-(r + 1):]])
-    choice = seam.choose_auto(left, right, first, natural, lambda i: min(seam.AUTO_CAP, n - 2 - i))
+    choice = seam.choose_auto(left, right, first, natural, lambda i: min(plan.AUTO_CAP, n - 2 - i))
     return choice.indent, choice.frames
 
 
@@ -198,7 +198,7 @@ def synthetic_task(model, jumps=(2, 8, 24, 48)):
     lines = ["| jump px | m asked | m | ratio | pace | unexplained |", "|---|---|---|---|---|---|"]
     for jump, m in itertools.product(jumps, (1, 3, "auto")):
         left, right = frame(100), frame(100 + jump // 2)
-        frames = seam.choose_generated_frames(left, right, natural, seam.AUTO_CAP) if m == "auto" else m
+        frames = seam.choose_generated_frames(left, right, natural, plan.AUTO_CAP) if m == "auto" else m
         ts = [k / (frames + 1) for k in range(1, frames + 1)]
         gen = [luma(g) for g in model.interpolate(rgb(left), rgb(right), ts)]
         s = seam.seam_score([left, *gen, right], natural)
@@ -301,7 +301,7 @@ def main():
         pairs = {k: v for k, v in pairs.items() if k.exists()}
         if pairs:
             lines += ["", "Seam score of real splices (indent as `--time-indent auto` picks it; "
-                      f"auto: `seam.choose_auto`, cap {seam.AUTO_CAP}). ratio: largest step / natural p95; "
+                      f"auto: `seam.choose_auto`, cap {plan.AUTO_CAP}). ratio: largest step / natural p95; "
                       "pace: mean step / natural median; unexplained: residual / natural residual.", "",
                       *seam_table(seam_task(loaded, pairs))]
     if "synthetic" not in skip and "flow" in loaded:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "VERSION": "api", "EditJob": "api", "SpliceJob": "api", "edit_video": "api", "open_video": "api",
+    "VERSION": "version", "EditJob": "api", "SpliceJob": "api", "edit_video": "api", "open_video": "api",
     "prepare_edit": "api", "prepare_splice": "api", "render_job": "api", "splice_video": "api",
     "UserError": "errors", "LoadedModel": "models", "load_interpolator": "models", "EncodeOptions": "render",
 }
@@ -40,9 +40,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:
-    from .api import (VERSION, EditJob, SpliceJob, edit_video, open_video, prepare_edit, prepare_splice,
+    from .api import (EditJob, SpliceJob, edit_video, open_video, prepare_edit, prepare_splice,
                       render_job, splice_video)
     from .errors import UserError
     from .models import LoadedModel, load_interpolator
     from .render import EncodeOptions
+    from .version import VERSION
     __version__ = VERSION

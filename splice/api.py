@@ -34,10 +34,9 @@ from .models import BlendInterpolator, LoadedModel
 from .plan import (EditPlan, JunctionChoice, PlanError, SplicePlan, choose_junctions, frames_in_five_seconds,
                    junction_endpoints, junction_options, normalise_ranges, plan_edit, plan_splice,
                    seconds, shortest_splice, splice_indents)
-from .plan import Bridge
+from .plan import AUTO_CAP, HARD_BRIDGE, Bridge
 from .render import EncodeOptions, SoundReader, Stopwatch, render
-
-VERSION = "0.2.0"
+from .version import VERSION
 
 
 def open_video(path: str, audio_stream: int | None = None) -> VideoSource:
@@ -63,7 +62,7 @@ def choose_frames(source: VideoSource, frame_a, frame_b, interp_frames: int,
                   progress: bool = False) -> tuple[FrameChoice, FrameChoice]:
     """A and B from their specs; by default A is the frame at 5 s and B the frame 5 s before the end."""
     n = frames_in_five_seconds(source.rate)
-    shortest = shortest_splice(source.rate, seam.AUTO_CAP if interp_frames == "auto" else interp_frames)
+    shortest = shortest_splice(source.rate, AUTO_CAP if interp_frames == "auto" else interp_frames)
     if source.frame_count < shortest:
         raise UserError(f"The video is {float(source.duration):.2f} s long ({source.frame_count} frames); a splice "
                         f"needs at least {float(shortest / source.rate):.2f} s: 5 s before Frame A, 5 s from A to B "
@@ -289,17 +288,17 @@ def plan_splice_job(source: VideoSource, a: FrameChoice, b: FrameChoice, time_in
 def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: int | None, time_indent,
                       progress: bool, frames: AnalysisFrames) -> SpliceJob:
     """--interp-frames auto: m follows from each candidate pair's motion against the clip's natural
-    motion (seam.choose_auto), within what the layout allows (j >= 1) and seam.AUTO_CAP."""
+    motion (seam.choose_auto), within what the layout allows (j >= 1) and AUTO_CAP."""
     rate, count = source.rate, source.frame_count
     n = frames_in_five_seconds(rate)
     r = max(2, round(float(rate)))
     m0 = max(1, n - (b.index - a.index))       # A and B closer than n frames need a longer bridge
-    if m0 > seam.AUTO_CAP:
-        plan_splice(rate, count, a.index, b.index, 0, seam.AUTO_CAP)        # raises the reason
+    if m0 > AUTO_CAP:
+        plan_splice(rate, count, a.index, b.index, 0, AUTO_CAP)        # raises the reason
     plan_splice(rate, count, a.index, b.index, 0, m0)                       # A and B themselves
 
     def cap_for(k: int) -> int:
-        return max(m0, min(seam.AUTO_CAP, n - 2 - k))
+        return max(m0, min(AUTO_CAP, n - 2 - k))
     if i is None:
         analysis = analyse_indents(source, a.index, b.index, m0, progress, frames)  # every (i, m >= m0) pair
         natural = seam.natural_motion([analysis.left[:r + 1], analysis.right[-(r + 1):]])
@@ -408,13 +407,13 @@ def _prefetched(frames: AnalysisFrames, looks: list):
 def _auto_junction_frames(frames: AnalysisFrames, ranges, max_roll: int) -> list[int]:
     """--interp-frames auto for an edit: each junction's m from the motion across its cut (the last
     kept frame before it to the first after it) against the natural motion around it, at most
-    seam.AUTO_CAP and as many as the two ranges beside it can give up."""
+    AUTO_CAP and as many as the two ranges beside it can give up."""
     source = frames.source
     runs = [seam.junction_runs(ranges[k][1] - 1, ranges[k + 1][0], source.rate, source.frame_count)
             for k in range(len(ranges) - 1)]
     out = []
     for k in _prefetched(frames, [[(r.start, r.stop) for r in pair] for pair in runs]):
-        cap = seam.AUTO_CAP
+        cap = AUTO_CAP
         while cap > 1 and not junction_options(ranges, k, source.frame_count, cap, max_roll):
             cap -= 1
         before, after = runs[k]
@@ -492,8 +491,8 @@ def guard_bridges(job: "SpliceJob | EditJob", hard_bridge: str = "warn", log=Non
     'crossfade' (that bridge becomes a plain crossfade) or 'fail' (a UserError, before anything is
     loaded or written). Fills job.checks and job.overrides; render_job calls it when not done yet."""
     say = log or _quiet
-    if hard_bridge not in seam.HARD_BRIDGE:
-        raise UserError(f"--hard-bridge {hard_bridge!r} is not one of {', '.join(seam.HARD_BRIDGE)}")
+    if hard_bridge not in HARD_BRIDGE:
+        raise UserError(f"--hard-bridge {hard_bridge!r} is not one of {', '.join(HARD_BRIDGE)}")
     source = job.source
     frames = job.analysis or AnalysisFrames(source)
     checks = seam.check_bridges([e for e in job.timeline() if isinstance(e, Bridge)], frames,
@@ -523,6 +522,12 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
                log=None, timings: dict | None = None, hard_bridge: str = "warn") -> dict:
     """Generate and write a prepared job; returns its report (also written to `report` as JSON).
 
+    `model`: a LoadedModel, an Interpolator, or a function of no arguments that returns one of
+    them, for a model still loading elsewhere: it is called when the first bridge needs it (the
+    report's "model_wait" is how long that blocked), so the footage before that bridge is decoded
+    and written while the model loads. `timings`: stages the caller timed, added to the report's
+    when it is made (a key the caller adds meanwhile, such as "model_load", is included).
+
     Every bridge is checked first (seam.assess_bridge): endpoints too different for any
     interpolator are, by `hard_bridge`, warned about ('warn'), bridged by a plain crossfade
     ('crossfade'), or refused with a UserError before anything is written ('fail'). Every bridge
@@ -530,9 +535,17 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     say = log or _quiet
     encode.check()
     check_outputs(job.source.path, output, report, save_generated)
-    interpolator = model.interpolator if isinstance(model, LoadedModel) else model
+    given = model
+    later = callable(model) and not isinstance(model, LoadedModel) and not hasattr(model, "interpolate")
+
+    def interpolator_of(m):
+        return m.interpolator if isinstance(m, LoadedModel) else m
+
+    def arrive():
+        nonlocal model
+        model = given()
+        return interpolator_of(model)
     watch = Stopwatch()
-    watch.seconds.update(timings or {})
     started = time.perf_counter()
     source = job.source
     timeline = job.timeline()
@@ -553,9 +566,12 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
         copy: list = []
         with watch("write"):
             with atomic_output(output) as tmp:
-                generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
-                                      save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy,
-                                      sound=sound)
+                generated_at = render(source, timeline, arrive if later else interpolator_of(model), tmp, encode,
+                                      watch, progress, save_generated, gaps, overrides=overrides,
+                                      on_bridge=measure, copy=copy, sound=sound, later=later)
+            if model is given and later:      # no bridge asked for it: wait for it, for the report
+                with watch("model_wait"):
+                    arrive()
     except BaseException:
         if sound is not None:
             sound.close()
@@ -564,6 +580,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
         say(f"{c.where()}: {c.seam.describe()}")
     for g in gaps:
         say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
+    for stage, seconds in (timings or {}).items():
+        watch.seconds[stage] = round(watch.seconds.get(stage, 0) + seconds, 3)
     watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
     info = model.info() if isinstance(model, LoadedModel) else {
         "name": getattr(model, "name", type(model).__name__),

@@ -12,14 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from . import api, seam, worker
+# Only what the parser and the model's process need is imported here: the child that loads a PyTorch
+# model starts right after the options are parsed, and the rest of the pipeline (PyAV, OpenCV, NumPy:
+# about 0.2-0.4 s) is imported while it runs.
+from . import worker
 from .errors import UserError
 from .models import IN_PROCESS, MODEL_NAMES, load_interpolator
-from .plan import Bridge
-from .render import EncodeOptions, Stopwatch
+from .plan import AUTO_CAP, HARD_BRIDGE, Bridge, parse_interp_frames
 from .signals import Terminated, terminate_as_interrupt
+from .version import VERSION
 
 EXAMPLES = """\
 examples:
@@ -46,7 +47,7 @@ class _BadValue(argparse.ArgumentTypeError, ValueError):
 def interp_frames(value):
     """--interp-frames N (0 or more) or auto."""
     try:
-        return seam.parse_interp_frames(value)
+        return parse_interp_frames(value)
     except ValueError as e:
         raise _BadValue(str(e).removeprefix("--interp-frames ")) from None
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "--keep or --edit: write a 15-second clip that jumps from Frame A (at 5 s) to Frame B "
                     "(at 10 s). With them: write the whole edit, every junction smoothed, its timing kept.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {api.VERSION}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     p.add_argument("--input", help="the source video")
     p.add_argument("--output", help="the video to write (.mp4, .mov, .m4v or .mkv)")
     g = p.add_argument_group("the 15-s splice")
@@ -91,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("the bridge and the model")
     g.add_argument("--interp-frames", type=interp_frames, default="auto", metavar="N|auto",
                    help="how many frames each bridge generates: auto (default) as many as make the bridge "
-                        f"move at the clip's own pace, 1 to {seam.AUTO_CAP}; or a number (the seed's was 3)")
-    g.add_argument("--hard-bridge", choices=seam.HARD_BRIDGE, default="warn",
+                        f"move at the clip's own pace, 1 to {AUTO_CAP}; or a number (the seed's was 3)")
+    g.add_argument("--hard-bridge", choices=HARD_BRIDGE, default="warn",
                    help="when a bridge's endpoints are too different for any interpolator (another shot, an "
                         "object entering, a large pose change): warn (default) prints one line and bridges them "
                         "anyway, crossfade makes that bridge a plain crossfade, fail writes nothing and exits 2")
@@ -137,13 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _encode(opts) -> EncodeOptions:
+def _encode(opts):
+    from .render import EncodeOptions
     return EncodeOptions(crf=opts.crf, preset=opts.preset, audio=opts.audio, pix_fmt=opts.pix_fmt,
                          copy_unchanged=opts.copy_unchanged).check()
 
 
 def _check_job(opts) -> None:
     """What can be checked of one job before anything is decoded."""
+    from . import api
     if not opts.input or not opts.output:
         raise UserError("give --input and --output (or --jobs FILE)")
     _encode(opts)
@@ -156,7 +159,8 @@ def _check_job(opts) -> None:
     api.check_outputs(opts.input, opts.output, opts.report, opts.save_generated)
 
 
-def _prepare(opts, progress: bool, say, watch: Stopwatch):
+def _prepare(opts, progress: bool, say, watch):
+    from . import api
     with watch("probe"):
         source = api.open_video(opts.input, opts.audio_stream)
     rate = source.rate
@@ -205,7 +209,8 @@ class _Model:
     the GIL); flow and blend need nothing and load where they are asked for. warm_up(job) asks for
     the model's first-call set-up at the job's frame size as soon as the model is there; get()
     waits for the model (or loads it, if nothing started it) and raises what the load raised; a
-    later job starts again. close() ends the child."""
+    later job starts again. run_one hands get() to render_job, which calls it at the first bridge,
+    so the footage before that bridge is written while the model loads. close() ends the child."""
 
     def __init__(self, opts, say):
         self.opts, self.say = opts, say
@@ -253,6 +258,8 @@ class _Model:
 
 def run_one(opts, model: _Model, progress: bool, say) -> dict:
     """One job from parsed options: checks, plan, (model), render."""
+    from . import api
+    from .render import Stopwatch
     _check_job(opts)
     watch = Stopwatch()
     started = time.perf_counter()
@@ -261,14 +268,17 @@ def run_one(opts, model: _Model, progress: bool, say) -> dict:
     model.warm_up(job)
     with watch("seam"):
         api.guard_bridges(job, opts.hard_bridge, say)    # --hard-bridge fail refuses before anything is written
-    fresh = model.loaded is None
-    with watch("model_wait"):
-        loaded = model.get()
-    if fresh:
-        watch.seconds["model_load"] = model.seconds
-    watch.seconds["total"] = round(time.perf_counter() - started, 3)
+    timings = watch.seconds
+    if model.loaded is None:
+        def loaded():    # called at the first bridge: the footage before it is written while the model loads
+            result = model.get()
+            timings["model_load"] = model.seconds
+            return result
+    else:
+        loaded = model.loaded
+    timings["total"] = round(time.perf_counter() - started, 3)
     return api.render_job(loaded, job, opts.output, _encode(opts), opts.report, opts.save_generated,
-                          progress, say, watch.seconds, opts.hard_bridge)
+                          progress, say, timings, opts.hard_bridge)
 
 
 # --- --jobs -----------------------------------------------------------------------------------
@@ -327,6 +337,9 @@ def _read_jobs(path: str) -> list:
 
 
 def run_jobs(parser, opts, say, model: _Model) -> int:
+    from tqdm import tqdm
+
+    from . import api
     jobs = _read_jobs(opts.jobs)
     summary_path = opts.report
     if summary_path:
@@ -361,18 +374,25 @@ def run_jobs(parser, opts, say, model: _Model) -> int:
     for r in failed:
         print(f"error: job {r['job']} (line {r['line']}, {r.get('input') or 'no input'}): {r['error']}", file=sys.stderr)
     if summary_path:
-        api.write_report({"version": api.VERSION, "jobs": results, "failed": len(failed),
+        api.write_report({"version": VERSION, "jobs": results, "failed": len(failed),
                           "model": model.loaded.info() if model.loaded else None, "model_loads": model.loads,
                           "timings": {"model_load": model.seconds, "total": total}}, summary_path)
     return 2 if failed else 0
 
 
+def _say(text) -> None:
+    """A line for the user, printed above any progress bar (the model's line may come mid-encoding)."""
+    from tqdm import tqdm
+    tqdm.write(str(text))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     opts = parser.parse_args(argv)
-    say = (lambda *a: None) if opts.quiet else print
+    say = (lambda *a: None) if opts.quiet else _say
     model = _Model(opts, say)
     try:
+        model.start()    # before the rest of the pipeline is imported: the model's process starts at once
         if opts.jobs:
             if opts.input or opts.output:
                 raise UserError("--jobs takes --input and --output from each job's line, not the command line")

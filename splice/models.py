@@ -10,13 +10,16 @@ Adding a model is one module and one line in REGISTRY.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from . import cache
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# NumPy and OpenCV are imported where the crossfade and the flow model run: the command imports this
+# registry before it starts the model's process, and every 0.1 s there delays the model.
 
 
 class Interpolator(Protocol):
@@ -39,6 +42,7 @@ class BlendInterpolator:
     description: str = "crossfade (no motion)"
 
     def interpolate(self, frame0, frame1, timesteps):
+        import numpy as np
         a, b = frame0.astype(np.float32), frame1.astype(np.float32)
         return [np.clip((1 - t) * a + t * b + 0.5, 0, 255).astype(np.uint8) for t in timesteps]
 
@@ -58,10 +62,13 @@ class FlowInterpolator:
         self.max_side = max_side
 
     def _flows(self, g0, g1):
+        import cv2
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         return dis.calc(g0, g1, None), dis.calc(g1, g0, None)
 
     def interpolate(self, frame0, frame1, timesteps):
+        import cv2
+        import numpy as np
         h, w = frame0.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         small = (max(8, round(w * scale)), max(8, round(h * scale)))

@@ -20,6 +20,26 @@ from .errors import UserError
 
 SECONDS_EACH_SIDE = 5
 
+# The bridge options' vocabulary. It lives here, with no heavy imports, because the command line's
+# parser needs it before the model's process is started (seam.py, which applies it, imports numpy
+# and OpenCV).
+AUTO_CAP = 12     # the most frames `--interp-frames auto` generates (0.4-0.5 s at 25-30 fps), before the layout's limit
+HARD_BRIDGE = ("warn", "crossfade", "fail")   # --hard-bridge: what to do with endpoints no interpolator can bridge
+
+
+def parse_interp_frames(value) -> "int | str":
+    """--interp-frames: a whole number of frames (0 or more), or 'auto'."""
+    text = str(value).strip()
+    if text == "auto":
+        return "auto"
+    try:
+        m = int(text)
+    except ValueError:
+        raise ValueError(f"--interp-frames {text!r} is neither 'auto' nor a whole number of frames") from None
+    if m < 0:
+        raise ValueError(f"--interp-frames is {m}; it must be 0 or more, or 'auto'")
+    return m
+
 
 class PlanError(UserError):
     pass

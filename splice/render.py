@@ -112,24 +112,35 @@ class SoundReader:
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
            audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
-           on_bridge=None, copy: list[dict] | None = None, sound: SoundReader | None = None) -> list[int]:
+           on_bridge=None, copy: list[dict] | None = None, sound: SoundReader | None = None,
+           later: bool = False) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
     of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
     `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
     hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
     endpoints and generated frames (the seam score). What was copied and what encoded, per
     timeline entry, is appended to `copy`. `sound`: the soundtrack already being read (a
-    SoundReader of this timeline, with `audio_gaps` its list), else it is read here."""
+    SoundReader of this timeline, with `audio_gaps` its list), else it is read here. With `later`,
+    `interpolator` is a function that returns it, called when the first bridge needs it (timed as
+    "model_wait"): what comes before that bridge is written while the model is still loading, and
+    the progress bar appears once the model is there (a model that fails to load is then one line
+    on stderr, not a bar cut short)."""
     total = timeline[-1].out + timeline[-1].count
     generated_at: list[int] = []
-    warming = _warm_up(interpolator, source, timeline)
+    arrive = interpolator if later else None
+    warming = None if later else _warm_up(interpolator, source, timeline)
     audio = None
     if encode.audio and source.audio:
         with watch("audio"):
             audio = (sound or SoundReader(source, timeline, audio_gaps, encode=True)).result()
 
     def bridge_frames(bridge: Bridge, left, right) -> list:
-        nonlocal warming
+        nonlocal warming, interpolator, arrive
+        if arrive is not None:
+            with watch("model_wait"):
+                interpolator = arrive()
+            arrive = None
+            bar.show()
         with watch("generate"):
             if warming is not None:
                 warming.join()
@@ -144,13 +155,39 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
                 target = Path(save_generated) / f"{k:06d}.png"
                 cv2.imwrite(str(target), cv2.cvtColor(upright(rgb, source.rotation), cv2.COLOR_RGB2BGR))
         return frames
-    with tqdm(total=total, desc="encoding", unit="frame", disable=not progress) as bar:
+    with _Progress(total, progress, shown=arrive is None or not any(isinstance(e, Bridge) for e in timeline)) as bar:
         info = write_timeline(path, source, timeline, bridge_frames, crf=encode.crf, preset=encode.preset,
                               pix_fmt=encode.pix_fmt, mode=encode.copy_unchanged, audio=audio,
                               progress=bar.update)
     if copy is not None:
         copy += info
     return generated_at
+
+
+class _Progress:
+    """The encoding bar, drawn from show() on (counting the frames written before)."""
+
+    def __init__(self, total: int, enabled: bool, shown: bool = True):
+        self.total, self.enabled, self.done, self.bar = total, enabled, 0, None
+        if shown:
+            self.show()
+
+    def show(self) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=self.done, desc="encoding", unit="frame",
+                            disable=not self.enabled)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _warm_up(interpolator, source: VideoSource, timeline: list[Entry]):

@@ -198,7 +198,6 @@ def seam_score(frames: Sequence[np.ndarray], natural: Natural) -> SeamScore:
 
 # --- --interp-frames auto -------------------------------------------------------------------
 
-AUTO_CAP = 12     # the most frames `auto` generates (0.4-0.5 s at 25-30 fps), before the layout's limit
 AUTO_SLACK = 0.2  # steps: a motion of 4.1 natural steps takes 4 steps (flow lengths are not exact)
 
 
@@ -214,7 +213,7 @@ def frames_for_motion(motion: float, natural: Natural, cap: int, floor: int = 1)
 def choose_generated_frames(left: np.ndarray, right: np.ndarray, natural: Natural, cap: int) -> int:
     """How many frames to generate between two analysis frames for `--interp-frames auto`: enough
     that each step moves about as far as the clip's natural median step; at least 1, at most `cap`
-    (the caller passes the smaller of AUTO_CAP and what the layout allows)."""
+    (the caller passes the smaller of plan.AUTO_CAP and what the layout allows)."""
     return frames_for_motion(step_motion(left, right), natural, cap)
 
 
@@ -252,7 +251,7 @@ def choose_auto(left_frames, right_frames, first_pass, natural: Natural, cap_for
     indent analysis frames decoded for m = 1 (then B-j = B-(n-2-k)), which hold every right
     endpoint any (i, m) with j >= 1 can use. first_pass[i] scores (left[i], right[i]) (the m = 1
     diagonal, what `indent.score_indents` returns). cap_for(i) is the most frames indent i allows
-    (min(AUTO_CAP, layout)). `indents` limits the candidates (default: every i of first_pass;
+    (min(plan.AUTO_CAP, layout)). `indents` limits the candidates (default: every i of first_pass;
     the three may then be dicts keyed by index).
 
     Each indent's m follows from its first-pass motion; the `refine` best indents are then
@@ -284,20 +283,6 @@ def choose_auto(left_frames, right_frames, first_pass, natural: Natural, cap_for
         if best is None or (round(s, 6), i) < (round(best.score, 6), best.indent):
             best = AutoChoice(i, m, s, pair)
     return AutoChoice(best.indent, best.frames, best.score, best.pair, [provisional[i] for i in indents])
-
-
-def parse_interp_frames(value) -> "int | str":
-    """--interp-frames: a whole number of frames (0 or more), or 'auto'."""
-    text = str(value).strip()
-    if text == "auto":
-        return "auto"
-    try:
-        m = int(text)
-    except ValueError:
-        raise ValueError(f"--interp-frames {text!r} is neither 'auto' nor a whole number of frames") from None
-    if m < 0:
-        raise ValueError(f"--interp-frames is {m}; it must be 0 or more, or 'auto'")
-    return m
 
 
 # --- the guard ------------------------------------------------------------------------------
@@ -375,9 +360,6 @@ def assess_bridge(left: np.ndarray, right: np.ndarray, natural: Natural, guard: 
 
 
 # --- checking the bridges of a timeline ------------------------------------------------------
-
-HARD_BRIDGE = ("warn", "crossfade", "fail")
-
 
 @dataclass
 class BridgeCheck:

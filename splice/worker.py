@@ -30,11 +30,12 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ROOT = str(Path(__file__).resolve().parents[1])   # where splice/, vfimamba/ and rife/ are importable from
 
@@ -159,6 +160,7 @@ class ModelProcess:
         return LoadedModel(remote, info["name"], info["description"], info["why"], info["candidates"])
 
     def interpolate(self, frame0: np.ndarray, frame1: np.ndarray, timesteps: Sequence[float]) -> list[np.ndarray]:
+        import numpy as np
         with self._lock:
             self._drain()
             self._send(("interpolate", np.ascontiguousarray(frame0), np.ascontiguousarray(frame1),

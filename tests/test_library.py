@@ -40,6 +40,42 @@ def test_the_documented_api_loads_once_and_makes_a_splice_and_an_edit(video_fact
     assert plain["model"]["name"] == "blend"
 
 
+def test_a_model_still_loading_is_waited_for_at_the_first_bridge(video_factory, tmp_path):
+    """render_job takes a function for a model that is still loading: the footage before the first
+    bridge is written before it is called, and the report says how long it was waited for."""
+    video = splice.open_video(str(video_factory()))
+    job = splice.prepare_splice(video, frame_a="131", frame_b="290", time_indent="0", interp_frames=3)
+    fast = splice.EncodeOptions(preset="ultrafast", audio=False)
+    out = tmp_path / "clip.mp4"
+    written = []
+
+    def arriving():
+        written.extend(p.stat().st_size for p in tmp_path.iterdir() if ".partial" in p.name)
+        return splice.load_interpolator("blend", log=lambda *a: None)
+    report = splice.render_job(arriving, job, str(out), fast)
+    assert len(written) == 1 and written[0] > 0        # called once, with frames already in the file
+    assert report["model"]["name"] == "blend" and report["timings"]["model_wait"] >= 0
+    codes = decode_codes(out)
+    assert codes[:126] == list(range(6, 132))           # 5 s before A, then A at 5 s
+    assert codes[-125:] == list(range(290, 415))        # B at 10 s and the 5 s from it
+
+    def failing():
+        raise splice.UserError("the model could not be loaded")
+    with pytest.raises(splice.UserError, match="could not be loaded"):
+        splice.render_job(failing, job, str(tmp_path / "never.mp4"), fast)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_the_command_imports_only_what_the_parser_needs_before_the_model_process_starts():
+    """The model's process starts right after the options are parsed; PyAV, OpenCV, NumPy and the
+    pipeline are imported after it (they cost 0.2-0.4 s that would delay the model)."""
+    code = ("import sys; import splice.cli as c; c.build_parser().parse_args(['--input', 'x.mp4', '--output', 'y.mp4']); "
+            "print(sorted(m for m in ('av', 'cv2', 'numpy', 'tqdm', 'splice.api', 'splice.media', 'torch') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
 def test_auto_says_why_for_every_candidate(monkeypatch, tmp_path):
     monkeypatch.setenv("INTERPOLATE_VIDEO_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(splice.cache, "CHECKOUT_CKPT", tmp_path / "no-ckpt")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_media
-from splice import seam
+from splice import plan, seam
 from splice.indent import PairScore, analysis_frame_of, score_pair
 from splice.models import BlendInterpolator
 
@@ -290,7 +290,7 @@ def test_interp_frames_auto_holds_the_frame_exact_layout(video_factory, run_cli,
     assert r.returncode == 0, r.stderr
     rep = r.report
     assert rep["interp_frames"]["mode"] == "auto" and rep["interp_frames"]["m"] == rep["m"]
-    assert 1 <= rep["m"] <= min(seam.AUTO_CAP, rep["n"] - 2 - rep["indent"]["i"])
+    assert 1 <= rep["m"] <= min(plan.AUTO_CAP, rep["n"] - 2 - rep["indent"]["i"])
     assert rep["j"] == rep["n"] - 1 - rep["indent"]["i"] - rep["m"] >= 1
     assert len(rep["generated_output_indices"]) == rep["m"]
     assert_layout(out, rep)
@@ -328,7 +328,7 @@ def test_interp_frames_auto_in_an_edit_keeps_every_frame_in_place(video_factory,
     rep = r.report
     check_against_timeline(out, rep, 25, 100 + 70 + 60)
     ms = [j["m"] for j in rep["junctions"]]
-    assert all(1 <= m <= seam.AUTO_CAP for m in ms)
+    assert all(1 <= m <= plan.AUTO_CAP for m in ms)
     assert [b["generated"] for b in rep["bridges"]] == ms and all(b["seam"] for b in rep["bridges"])
 
 
@@ -340,7 +340,7 @@ def test_interp_frames_auto_bridges_a_and_b_closer_than_five_seconds(video_facto
                 "--model", "blend", "--preset", "ultrafast", "--quiet")
     assert r.returncode == 0, r.stderr
     rep = r.report
-    assert rep["interp_frames"]["mode"] == "auto" and 7 <= rep["m"] <= seam.AUTO_CAP
+    assert rep["interp_frames"]["mode"] == "auto" and 7 <= rep["m"] <= plan.AUTO_CAP
     assert_layout(out, rep)
     refused = tmp_path / "refused.mp4"   # 100 frames apart would need 25, more than auto makes
     r = run_cli("--input", video_factory(), "--output", refused, "--frame-a", 130, "--frame-b", 230,
