@@ -294,7 +294,7 @@ def _plan_auto_splice(source: VideoSource, a: FrameChoice, b: FrameChoice, i: in
     r = max(2, round(float(rate)))
     m0 = max(1, n - (b.index - a.index))       # A and B closer than n frames need a longer bridge
     if m0 > AUTO_CAP:
-        plan_splice(rate, count, a.index, b.index, 0, AUTO_CAP)        # raises the reason
+        plan_splice(rate, count, a.index, b.index, 0, AUTO_CAP)             # raises the reason
     plan_splice(rate, count, a.index, b.index, 0, m0)                       # A and B themselves
 
     def cap_for(k: int) -> int:
