@@ -375,6 +375,20 @@ def test_loader_prefix_filter_and_dtype(tmp_path):
     assert net.cfg.F == 16
 
 
+@needs_fixtures
+def test_mapped_checkpoint_reads_the_same_tensors(tmp_path):
+    """mmap (what load_net uses for a net bound for the GPU) gives exactly the tensors of a plain
+    read, and a legacy-format file, which cannot be mapped, is read the plain way."""
+    path = str(FIX / "weights_VFIMamba_S.pkl")
+    plain, mapped = read_state_dict(path), read_state_dict(path, mmap=True)
+    assert plain.keys() == mapped.keys()
+    assert all(torch.equal(plain[k], mapped[k]) and mapped[k].dtype == torch.float32 for k in plain)
+    legacy = tmp_path / "legacy.pkl"
+    torch.save(torch.load(path, map_location="cpu", weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    old = read_state_dict(str(legacy), mmap=True)
+    assert old.keys() == plain.keys() and all(torch.equal(plain[k], old[k]) for k in plain)
+
+
 def test_not_a_checkpoint(tmp_path):
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pkl")
     with pytest.raises(vfimamba.VFIMambaError, match="not a VFIMamba checkpoint"):

@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 
 import torch
 
@@ -33,18 +34,23 @@ def _refusal_reason(e: Exception) -> str:
     return f"weights-only unpickling rejected it: {what}" if what else "weights-only unpickling rejected it"
 
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str, mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a plain {name: float32 tensor} dict, the official way.
 
     Like the official convert(), keys lose their "module." prefix (DDP) and those containing
     "attn_mask" or "HW" are dropped; unlike it, keys without the prefix are accepted too.
+    mmap: map the file instead of reading it (zip-format files, torch.save's default): the tensors
+    are read from the page cache when first used, which saves reading and copying 264 MB for a
+    net that goes to the GPU at once (0.2-0.5 s -> 0.05 s for torch.load on a 2-core CPU). Such
+    tensors stay backed by the file, so a net kept on the CPU should not use them.
     """
     if not os.path.isfile(path):
         raise VFIMambaError(f"VFIMamba checkpoint not found: {path}")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
             warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True,
+                             mmap=mmap and zipfile.is_zipfile(path))  # the legacy format cannot be mapped
     except pickle.UnpicklingError as e:
         raise VFIMambaError(f"refusing to load {path}: it is not a plain tensor checkpoint "
                             f"({_refusal_reason(e)}), and unpickling anything else could run code; "
@@ -96,7 +102,7 @@ def check_keys(net: torch.nn.Module, sd: dict, path: str = "checkpoint"):
 
 def load_net(path: str, device="cpu") -> VFIMambaNet:
     """Build the right config for `path`, load it strictly, return it in eval mode on `device`."""
-    sd = read_state_dict(path)
+    sd = read_state_dict(path, mmap=torch.device(device).type != "cpu")   # copied to the device at once
     cfg = infer_config(sd, path)
     with torch.device("meta"):
         net = VFIMambaNet(cfg)
