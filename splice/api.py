@@ -535,16 +535,13 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     say = log or _quiet
     encode.check()
     check_outputs(job.source.path, output, report, save_generated)
-    given = model
-    later = callable(model) and not isinstance(model, LoadedModel) and not hasattr(model, "interpolate")
-
-    def interpolator_of(m):
-        return m.interpolator if isinstance(m, LoadedModel) else m
+    pending = model if callable(model) and not isinstance(model, LoadedModel) and not hasattr(model, "interpolate") \
+        else None
 
     def arrive():
         nonlocal model
-        model = given()
-        return interpolator_of(model)
+        model = pending()
+        return model.interpolator if isinstance(model, LoadedModel) else model
     watch = Stopwatch()
     started = time.perf_counter()
     source = job.source
@@ -566,10 +563,11 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
         copy: list = []
         with watch("write"):
             with atomic_output(output) as tmp:
-                generated_at = render(source, timeline, arrive if later else interpolator_of(model), tmp, encode,
-                                      watch, progress, save_generated, gaps, overrides=overrides,
-                                      on_bridge=measure, copy=copy, sound=sound, later=later)
-            if model is given and later:      # no bridge asked for it: wait for it, for the report
+                interpolator = None if pending else model.interpolator if isinstance(model, LoadedModel) else model
+                generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
+                                      save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy,
+                                      sound=sound, arrive=arrive if pending else None)
+            if pending is not None and model is pending:      # no bridge asked for it: wait, for the report
                 with watch("model_wait"):
                     arrive()
     except BaseException:

@@ -113,22 +113,21 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
            watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
            audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
            on_bridge=None, copy: list[dict] | None = None, sound: SoundReader | None = None,
-           later: bool = False) -> list[int]:
+           arrive=None) -> list[int]:
     """Write `timeline` to `path` (a temporary file the caller renames); returns the output indices
     of the generated frames. Gaps found in the source's audio are appended to `audio_gaps`.
     `overrides` maps a bridge's output index to another interpolator for it (a crossfade for a
     hard bridge); `on_bridge(bridge, left_rgb, right_rgb, frames)` is called with each bridge's
     endpoints and generated frames (the seam score). What was copied and what encoded, per
     timeline entry, is appended to `copy`. `sound`: the soundtrack already being read (a
-    SoundReader of this timeline, with `audio_gaps` its list), else it is read here. With `later`,
-    `interpolator` is a function that returns it, called when the first bridge needs it (timed as
-    "model_wait"): what comes before that bridge is written while the model is still loading, and
+    SoundReader of this timeline, with `audio_gaps` its list), else it is read here. `arrive`, in
+    place of `interpolator`: a function that returns it, called when the first bridge needs it (timed
+    as "model_wait"): what comes before that bridge is written while the model is still loading, and
     the progress bar appears once the model is there (a model that fails to load is then one line
     on stderr, not a bar cut short)."""
     total = timeline[-1].out + timeline[-1].count
     generated_at: list[int] = []
-    arrive = interpolator if later else None
-    warming = None if later else _warm_up(interpolator, source, timeline)
+    warming = None if arrive else _warm_up(interpolator, source, timeline)
     audio = None
     if encode.audio and source.audio:
         with watch("audio"):
