@@ -6,6 +6,7 @@ scan 5e-5 (10-25x the float32-vs-float64 error measured on the official code).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -686,3 +687,33 @@ def test_interpolator_takes_its_settings_back_from_a_shared_net():
     got = interp.interpolate(f0, f1, [0.5])[0]
     assert net.unet.conv.weight.dtype == torch.float32 and not net.channels_last
     assert np.array_equal(got, want)
+
+
+def test_the_triton_hash_is_computed_once_in_a_thread_and_waited_for(monkeypatch):
+    """vfimamba.triton_key: start() runs Triton's own triton_key() in one background thread however
+    often it is called, and wait() blocks until it is done (a first launch then finds the hash
+    computed instead of computing it again). A stand-in Triton records who calls it."""
+    import threading
+    import time
+    import types
+    from vfimamba import triton_key
+    calls = []
+
+    def slow_key():
+        calls.append(threading.current_thread().name)
+        time.sleep(0.3)
+        calls.append("done")
+    for name in ("triton", "triton.runtime"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    cache = types.ModuleType("triton.runtime.cache")
+    cache.triton_key = slow_key
+    monkeypatch.setitem(sys.modules, "triton.runtime.cache", cache)
+    monkeypatch.setattr(triton_key, "_thread", None)
+    triton_key.start()
+    triton_key.start()
+    assert calls[:1] in ([], ["triton-key"])       # running in its own thread, not in this one
+    triton_key.wait()
+    assert calls == ["triton-key", "done"]
+    triton_key.start()                               # once per process
+    triton_key.wait()
+    assert calls == ["triton-key", "done"]

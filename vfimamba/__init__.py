@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from . import triton_key
 from .errors import VFIMambaError
 
-__all__ = ["load", "find_checkpoint", "default_checkpoint", "VFIMambaError", "VFIMambaInterpolator", "VFIMambaNet", "Config",
+__all__ = ["load", "prefetch", "find_checkpoint", "default_checkpoint", "VFIMambaError", "VFIMambaInterpolator", "VFIMambaNet", "Config",
            "selective_scan", "available_backends"]
 
 # The model's names are imported on first use: `import vfimamba` (which the CLI does to look for a
@@ -50,6 +51,13 @@ def default_checkpoint() -> str | None:
     return find_checkpoint([REPO_ROOT / "ckpt"])
 
 
+def prefetch() -> None:
+    """Start, in a thread, what a load on a GPU needs and can begin before PyTorch is imported: the
+    hash of Triton's compiler that its kernels' first launch waits for (vfimamba.triton_key, about
+    0.4 s). Call it as early as possible (a GPU is expected); returns at once."""
+    triton_key.start()
+
+
 def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | None = None,
          tta: bool | None = None, scale: float | None = None, scan_backend: str = "auto",
          compile: bool = False, cuda_graphs: bool = True) -> VFIMambaInterpolator:
@@ -70,6 +78,8 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     (the same kernels without the CPU's launch cost; about 1 GiB of GPU memory held per shape at
     720p, for the last few shapes). False runs every call op by op.
     """
+    if device != "cpu":
+        prefetch()
     import torch
 
     from .checkpoint import load_net
@@ -95,8 +105,7 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     except ValueError as e:
         raise VFIMambaError(str(e)) from None
     if backend == "triton":
-        from .scan_triton import prefetch_compiler_key
-        prefetch_compiler_key()
+        triton_key.start()   # begun earlier where the caller called prefetch()
     libraries = prefetch_gpu_libraries(dev)
     net = load_net(ckpt_path, dev)
     net.set_scan_backend(backend)

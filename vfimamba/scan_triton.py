@@ -54,31 +54,6 @@ _SM_COUNT = {}
 _GLUON_FAILED = False
 
 
-def prefetch_compiler_key() -> None:
-    """Start computing, in a background thread, the hash of Triton's own compiler that every kernel's
-    cache key includes (Triton reads and hashes its sources and its library once per process: about
-    0.4 s on an H200 machine, which the first frame would otherwise wait for). Hashing and reading
-    release the GIL, so it overlaps the rest of the model load. Triton keeps the result itself."""
-    try:
-        from triton.runtime.cache import triton_key  # where newer Tritons keep it
-    except Exception:
-        try:
-            from triton.compiler.compiler import triton_key
-        except Exception:  # another Triton layout: the first launch computes it as usual
-            return
-    if getattr(triton_key, "cache_info", None) and triton_key.cache_info().currsize:
-        return
-    import threading
-    threading.Thread(target=_quietly, args=(triton_key,), name="triton-key", daemon=True).start()
-
-
-def _quietly(fn):
-    try:
-        fn()
-    except Exception:
-        pass
-
-
 @triton.jit
 def _first_order_combine(a1, b1, a2, b2):
     # (a1, b1) then (a2, b2):  h -> a2 * (a1 * h + b1) + b2

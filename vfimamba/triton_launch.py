@@ -16,6 +16,7 @@ import os
 import torch
 import triton
 
+from . import triton_key
 from .cache import user_cache_dir
 
 USER_CACHE_DIR = os.environ.get("TRITON_CACHE_DIR")
@@ -40,7 +41,11 @@ def signature(args, extra) -> tuple:
 def kernel_cache(sig):
     """Triton's cache in the user cache folder around one launch of signature `sig` (see above)."""
     knobs = getattr(triton, "knobs", None)
-    if sig in _SPECIALISED or knobs is None or USER_CACHE_DIR:
+    if sig in _SPECIALISED:
+        yield
+        return
+    triton_key.wait()   # a new signature: Triton computes its cache key, which needs that hash
+    if knobs is None or USER_CACHE_DIR:
         yield
         return
     with knobs.cache.scope():
