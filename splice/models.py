@@ -201,11 +201,10 @@ def check_device(device: str) -> None:
                             "use --device cpu (or auto)")
 
 
-def _cuda_context() -> bool:
+def _cuda_context(ctypes) -> bool:
     """Start the CUDA driver and GPU 0's primary context through the driver's own library, before
     PyTorch does (about 0.3 s on an H100 host): the context is per process, and PyTorch takes the
     one that exists. False where there is no driver or no GPU."""
-    import ctypes
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
         dev, ctx = ctypes.c_int(), ctypes.c_void_p()
@@ -216,24 +215,15 @@ def _cuda_context() -> bool:
 
 
 def _prefetch(names: Sequence[str], device: str) -> None:
-    """Start, in a thread, what loading these models on a GPU needs and can begin before PyTorch is
-    imported, so that it overlaps the import (seconds): the CUDA driver and GPU 0's context (for
-    "auto" and "cuda": the GPU PyTorch will use), then the models' own (vfimamba.prefetch: the
-    hash of Triton's compiler). ctypes and the hashing release the GIL, so the import goes on
-    meanwhile. Nothing happens where no GPU answers: the load then says what is wrong, as before."""
-    if device == "cpu" or not set(names) & {"vfimamba", "rife"}:
+    """Start CUDA's driver and GPU 0's context in a thread (for "auto" and "cuda": the GPU PyTorch
+    will use) when these models need PyTorch, so that it overlaps the import of PyTorch (seconds):
+    ctypes releases the GIL during the calls. Nothing happens where no GPU answers: the load then
+    says what is wrong, as before. The thread imports nothing (ctypes is imported here, first):
+    an import in a thread beside the import of PyTorch could meet it halfway."""
+    if device not in ("auto", "cuda") or not set(names) & {"vfimamba", "rife"}:
         return
-
-    def run():
-        if device in ("auto", "cuda") and not _cuda_context():   # ("cuda:1" makes its own context)
-            return
-        if "vfimamba" in names:
-            try:
-                import vfimamba
-                vfimamba.prefetch()
-            except Exception:   # the load will say what is wrong
-                pass
-    threading.Thread(target=run, name="gpu-prefetch", daemon=True).start()
+    import ctypes
+    threading.Thread(target=_cuda_context, args=(ctypes,), name="gpu-prefetch", daemon=True).start()
 
 
 def load_interpolator(name: str = "auto", device: str = "auto", log=print, **options) -> LoadedModel:

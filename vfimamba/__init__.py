@@ -15,7 +15,7 @@ from pathlib import Path
 from . import triton_key
 from .errors import VFIMambaError
 
-__all__ = ["load", "prefetch", "find_checkpoint", "default_checkpoint", "VFIMambaError", "VFIMambaInterpolator", "VFIMambaNet", "Config",
+__all__ = ["load", "find_checkpoint", "default_checkpoint", "VFIMambaError", "VFIMambaInterpolator", "VFIMambaNet", "Config",
            "selective_scan", "available_backends"]
 
 # The model's names are imported on first use: `import vfimamba` (which the CLI does to look for a
@@ -51,13 +51,6 @@ def default_checkpoint() -> str | None:
     return find_checkpoint([REPO_ROOT / "ckpt"])
 
 
-def prefetch() -> None:
-    """Start, in a thread, what a load on a GPU needs and can begin before PyTorch is imported: the
-    hash of Triton's compiler that its kernels' first launch waits for (vfimamba.triton_key, about
-    0.4 s). Call it as early as possible (a GPU is expected); returns at once."""
-    triton_key.start()
-
-
 def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | None = None,
          tta: bool | None = None, scale: float | None = None, scan_backend: str = "auto",
          compile: bool = False, cuda_graphs: bool = True) -> VFIMambaInterpolator:
@@ -78,9 +71,9 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     (the same kernels without the CPU's launch cost; about 1 GiB of GPU memory held per shape at
     720p, for the last few shapes). False runs every call op by op.
     """
-    if device != "cpu":
-        prefetch()
     import torch
+    if str(device).startswith("cuda") and scan_backend in ("auto", "triton"):
+        triton_key.start()   # every Triton kernel's first launch needs it: it overlaps the rest of the load
 
     from .checkpoint import load_net
     from .inference import VFIMambaInterpolator, check_precision, normalise_scale, prefetch_gpu_libraries
@@ -104,8 +97,6 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
         check_precision(precision)
     except ValueError as e:
         raise VFIMambaError(str(e)) from None
-    if backend == "triton":
-        triton_key.start()   # begun earlier where the caller called prefetch()
     libraries = prefetch_gpu_libraries(dev)
     net = load_net(ckpt_path, dev)
     net.set_scan_backend(backend)

@@ -3,12 +3,12 @@
 Every Triton kernel's cache key includes one hash of Triton itself (its compiler's sources and its
 library, libtriton.so, about 0.4 GB in Triton 3.6), computed once per process at the first launch
 and kept by Triton. On an H100 host that is 0.4 s of a first frame. `start()` computes it in a
-thread: reading and hashing release the GIL, so it overlaps whatever the caller does meanwhile
-(importing PyTorch, loading the net). `wait()`, before a first launch, lets that thread finish
-rather than having the launch compute the same hash a second time (Triton's cache of it is not
-locked: two threads that ask at once both compute it).
+thread: reading and hashing release the GIL, so it overlaps the rest of the load. `wait()`, before
+a first launch, lets that thread finish rather than having the launch compute the same hash a
+second time (Triton's cache of it is not locked: two threads that ask at once both compute it).
 
-This module imports neither PyTorch nor Triton itself, so that the work can start before either.
+The thread imports Triton: start it once PyTorch is imported, since an import in a thread beside
+the import of PyTorch could meet it halfway (each waiting for a module the other is loading).
 """
 from __future__ import annotations
 
