@@ -214,13 +214,25 @@ def _cuda_context(ctypes) -> bool:
         return False
 
 
+def _torch_has_cuda() -> bool:
+    """The installed PyTorch is a CUDA build, found without importing it (its CUDA library is
+    there): a CPU build on a machine with a GPU must not start a context it will never use. (A build
+    that keeps that library elsewhere, as some conda packages do, just goes without the head start.)"""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("torch")
+    folders = spec.submodule_search_locations if spec is not None else None
+    return any(any(Path(folder, "lib").glob("libtorch_cuda*")) for folder in folders or ())
+
+
 def _prefetch(names: Sequence[str], device: str) -> None:
     """Start CUDA's driver and GPU 0's context in a thread (for "auto" and "cuda": the GPU PyTorch
-    will use) when these models need PyTorch, so that it overlaps the import of PyTorch (seconds):
+    will use) when these models need PyTorch and it is a CUDA build, so that it overlaps the import
+    of PyTorch (seconds):
     ctypes releases the GIL during the calls. Nothing happens where no GPU answers: the load then
     says what is wrong, as before. The thread imports nothing (ctypes is imported here, first):
     an import in a thread beside the import of PyTorch could meet it halfway."""
-    if device not in ("auto", "cuda") or not set(names) & {"vfimamba", "rife"}:
+    if device not in ("auto", "cuda") or not set(names) & {"vfimamba", "rife"} or not _torch_has_cuda():
         return
     import ctypes
     threading.Thread(target=_cuda_context, args=(ctypes,), name="gpu-prefetch", daemon=True).start()
