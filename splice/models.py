@@ -227,12 +227,11 @@ def _torch_has_cuda() -> bool:
 
 def _prefetch(names: Sequence[str], device: str) -> None:
     """Start CUDA's driver and GPU 0's context in a thread (for "auto" and "cuda": the GPU PyTorch
-    will use) when these models need PyTorch and it is a CUDA build, so that it overlaps the import
-    of PyTorch (seconds):
-    ctypes releases the GIL during the calls. Nothing happens where no GPU answers: the load then
-    says what is wrong, as before. The thread imports nothing (ctypes is imported here, first):
-    an import in a thread beside the import of PyTorch could meet it halfway."""
-    if device not in ("auto", "cuda") or not set(names) & {"vfimamba", "rife"} or not _torch_has_cuda():
+    will use) when some of these models need PyTorch and it is a CUDA build, so that it overlaps
+    the import of PyTorch (seconds): ctypes releases the GIL during the calls. Nothing happens where
+    no GPU answers: the load then says what is wrong, as before. The thread imports nothing (ctypes
+    is imported here, first): an import in a thread beside the import of PyTorch could meet it halfway."""
+    if device not in ("auto", "cuda") or set(names) <= set(IN_PROCESS) or not _torch_has_cuda():
         return
     import ctypes
     threading.Thread(target=_cuda_context, args=(ctypes,), name="gpu-prefetch", daemon=True).start()

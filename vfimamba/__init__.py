@@ -72,7 +72,9 @@ def load(ckpt_path: str | None = None, device: str = "cpu", precision: str | Non
     720p, for the last few shapes). False runs every call op by op.
     """
     import torch
-    if str(device).startswith("cuda") and scan_backend in ("auto", "triton"):
+
+    from .layers import TRITON_BACKENDS   # (imports only torch)
+    if str(device).startswith("cuda") and scan_backend in TRITON_BACKENDS:
         triton_key.start()   # every Triton kernel's first launch needs it: it overlaps the rest of the load
 
     from .checkpoint import load_net
