@@ -294,8 +294,11 @@ class VideoSource:
                                     f"({float(self.time_of_frame(expected)):.2f} s: {e.strerror or e}); "
                                     "repair or re-encode it, or choose frames away from the damage")
                 if expected > start:
-                    raise UserError(f"{self.path} ends early: frame {expected} could not be decoded; "
-                                    "the file may be damaged")
+                    # Decoding went past `start`, so the seek was right: the next frame is gone,
+                    # either skipped by the decoder (a damaged packet) or at the file's cut-off end.
+                    raise UserError(f"{self.path} is damaged: frame {expected} "
+                                    f"({float(self.time_of_frame(expected)):.2f} s) is missing or could not be "
+                                    "decoded; repair or re-encode it, or choose frames away from the damage")
             finally:
                 container.close()
         raise UserError(f"Frame {start} of {self.path} could not be decoded; the file may be damaged")
