@@ -47,6 +47,44 @@ _BOOT = "import sys; sys.path.insert(0, sys.argv[3]); from splice.worker import 
 CLOSE_GRACE_S = 2.0
 
 
+# Where the model's process keeps Python's compiled bytecode when it could not be kept beside the
+# sources (see child_environment), under the user cache folder.
+BYTECODE_FOLDER = "pycache"
+
+
+def child_environment(environ: dict[str, str] | None = None, package: str = "torch") -> dict[str, str]:
+    """The environment the model's process starts with: this one's, plus a bytecode cache of its own
+    where Python would otherwise compile PyTorch from source in every run.
+
+    Python keeps each module's compiled bytecode in __pycache__ beside the source. pip writes it
+    when it installs a package; uv, and installs into a read-only folder, do not. Where it is missing
+    and Python may not write it there either (PYTHONDONTWRITEBYTECODE, common in containers, or a
+    folder this user cannot write), every `import torch` compiles about a thousand modules again:
+    2.6-3.0 s instead of 1.1 s on an H100 host, 4.3-5.0 s instead of 1.3-2.1 s on a 2-core CPU
+    (bench/results/pipeline.md, 2026-12-07). The child then keeps them under the user cache folder
+    instead (PYTHONPYCACHEPREFIX; about 30 MB), which leaves the installed packages as they were.
+    Nothing changes where the bytecode is already beside the sources, where Python will write it
+    there itself, or where the user chose a PYTHONPYCACHEPREFIX."""
+    import importlib.util
+    from .cache import cache_dir
+    env = dict(os.environ if environ is None else environ)
+    if env.get("PYTHONPYCACHEPREFIX"):
+        return env
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.has_location or not spec.origin or not spec.origin.endswith(".py"):
+        return env
+    try:
+        cached = os.path.isfile(importlib.util.cache_from_source(spec.origin))
+    except NotImplementedError:         # an interpreter without bytecode caching
+        return env
+    writes_beside = not env.get("PYTHONDONTWRITEBYTECODE") and os.access(os.path.dirname(spec.origin), os.W_OK)
+    if cached or writes_beside:
+        return env
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(cache_dir() / BYTECODE_FOLDER)
+    return env
+
+
 def available() -> bool:
     """A model process can be started here (POSIX: it inherits its end of a socket pair)."""
     return os.name == "posix" and hasattr(socket, "socketpair")
@@ -70,7 +108,8 @@ class ModelProcess:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, str(theirs.fileno()), str(os.getpid()), ROOT],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True,
+                env=child_environment())
         except OSError as e:
             ours.close()
             raise UserError(f"cannot start a process for the model ({e})") from None

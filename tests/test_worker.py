@@ -1,6 +1,9 @@
 """The model in a process of its own (splice.worker): the frames a model makes there are the frames
 it makes here, the child's errors become one-line user errors, and no child outlives its parent."""
+import importlib
+import importlib.util
 import os
+import py_compile
 import signal
 import subprocess
 import sys
@@ -118,6 +121,71 @@ def test_options_reach_the_child_and_its_frames_match_a_load_here():
         assert model.name == "vfimamba_s" and model.why == "asked for with --model vfimamba"
         got = model.interpolate(a, b, [0.5])
     np.testing.assert_array_equal(got[0], here.interpolate(a, b, [0.5])[0])
+
+
+def fake_package(root: Path, name: str = "bytecodepkg") -> Path:
+    """A package with no compiled bytecode beside its source, importable from `root`."""
+    (root / name).mkdir(parents=True)
+    source = root / name / "__init__.py"
+    source.write_text("ANSWER = 42\n")
+    importlib.invalidate_caches()
+    return source
+
+
+@pytest.fixture
+def bytecode_env(monkeypatch, tmp_path):
+    """A clean slate for child_environment: the user cache in tmp_path, no bytecode settings."""
+    monkeypatch.setenv("INTERPOLATE_VIDEO_CACHE", str(tmp_path / "cache"))
+    for name in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return tmp_path
+
+
+def test_the_child_keeps_bytecode_in_the_user_cache_where_it_cannot_be_kept_beside_the_sources(bytecode_env, monkeypatch):
+    source = fake_package(bytecode_env / "site")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = worker.child_environment(package="bytecodepkg")
+    prefix = bytecode_env / "cache" / worker.BYTECODE_FOLDER
+    assert env["PYTHONPYCACHEPREFIX"] == str(prefix) and "PYTHONDONTWRITEBYTECODE" not in env
+    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"           # this process's own settings untouched
+    # A process started with it writes the bytecode there, not beside the source, and a second reads it.
+    env["PYTHONPATH"] = str(bytecode_env / "site")
+    code = "import bytecodepkg, sys; print(bytecodepkg.ANSWER, bytecodepkg.__cached__)"
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    answer, cached = first.stdout.split()
+    assert answer == "42" and Path(cached).is_file() and Path(cached).is_relative_to(prefix)
+    assert not (source.parent / "__pycache__").exists()
+    stamp = Path(cached).stat().st_mtime_ns
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert second.stdout.split() == [answer, cached] and Path(cached).stat().st_mtime_ns == stamp
+
+
+def test_the_childs_bytecode_settings_are_left_alone_where_python_manages(bytecode_env, monkeypatch):
+    source = fake_package(bytecode_env / "site")
+    here = dict(os.environ)
+    # The folder is writable and nothing forbids writing: Python writes __pycache__ there itself.
+    assert worker.child_environment(package="bytecodepkg") == here
+    # Bytecode already beside the source: it is read, whatever PYTHONDONTWRITEBYTECODE says.
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+    assert worker.child_environment(package="bytecodepkg") == dict(os.environ)
+    # The user's own prefix is kept; a package that is not installed changes nothing.
+    (source.parent / "__pycache__").rename(source.parent / "old")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(bytecode_env / "mine"))
+    assert worker.child_environment(package="bytecodepkg") == dict(os.environ)
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX")
+    assert worker.child_environment(package="no_such_package_here") == dict(os.environ)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="needs Linux's /proc to read a process's environment")
+def test_the_child_starts_with_the_environment_child_environment_gives(bytecode_env, monkeypatch):
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(bytecode_env / "mine"))
+    with worker.ModelProcess("blend", "cpu") as child:
+        child.loaded()
+        raw = Path(f"/proc/{child._proc.pid}/environ").read_bytes()
+    env = dict(item.decode().split("=", 1) for item in raw.split(b"\0") if item)
+    assert env == worker.child_environment()
 
 
 def children(pid: int) -> list[int]:
