@@ -62,7 +62,7 @@ def child_environment(environ: dict[str, str] | None = None, package: str = "tor
     folder this user cannot write), every `import torch` compiles about a thousand modules again:
     2.6-3.0 s instead of 1.1 s on an H100 host, 4.3-5.0 s instead of 1.3-2.1 s on a 2-core CPU
     (bench/results/pipeline.md, 2026-12-07). The child then keeps them under the user cache folder
-    instead (PYTHONPYCACHEPREFIX; about 30 MB), which leaves the installed packages as they were.
+    instead (PYTHONPYCACHEPREFIX; about 25 MB), which leaves the installed packages as they were.
     Nothing changes where the bytecode is already beside the sources, where Python will write it
     there itself, or where the user chose a PYTHONPYCACHEPREFIX."""
     import importlib.util
