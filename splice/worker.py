@@ -52,7 +52,7 @@ CLOSE_GRACE_S = 2.0
 BYTECODE_FOLDER = "pycache"
 
 
-def child_environment(environ: dict[str, str] | None = None, package: str = "torch") -> dict[str, str]:
+def child_environment(package: str = "torch") -> dict[str, str]:
     """The environment the model's process starts with: this one's, plus a bytecode cache of its own
     where Python would otherwise compile PyTorch from source in every run.
 
@@ -67,7 +67,7 @@ def child_environment(environ: dict[str, str] | None = None, package: str = "tor
     there itself, or where the user chose a PYTHONPYCACHEPREFIX."""
     import importlib.util
     from .cache import cache_dir
-    env = dict(os.environ if environ is None else environ)
+    env = dict(os.environ)
     if env.get("PYTHONPYCACHEPREFIX"):
         return env
     spec = importlib.util.find_spec(package)
