@@ -70,7 +70,10 @@ def child_environment(package: str = "torch") -> dict[str, str]:
     env = dict(os.environ)
     if env.get("PYTHONPYCACHEPREFIX"):
         return env
-    spec = importlib.util.find_spec(package)
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):   # a broken install, or a module without a spec: the child will say
+        return env
     if spec is None or not spec.has_location or not spec.origin or not spec.origin.endswith(".py"):
         return env
     try:
