@@ -96,6 +96,9 @@ for i in range(N):  # interpolate() and the network alone, alternately, so both 
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(22)
         print("PROFILE first call, by own time\n" + buf.getvalue()[-5000:], file=sys.stderr)
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
+        print("PROFILE first call, cumulative\n" + buf.getvalue()[-6000:], file=sys.stderr)
     calls.append(time.perf_counter() - s)
     if MODEL != "rife" and i:
         sync(); s = time.perf_counter()
@@ -142,7 +145,7 @@ def run_child(model, weights, device, res, cache, n, trace, warmup=False, profil
                           cwd=REPO)
     for tag in ("TRACE", "PROFILE"):
         if tag in proc.stderr:
-            print(proc.stderr[proc.stderr.index(tag):][:6000], file=sys.stderr)
+            print(proc.stderr[proc.stderr.index(tag):][:12000], file=sys.stderr)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     if proc.returncode or not lines:
         print(proc.stdout[-3000:], proc.stderr[-6000:], file=sys.stderr)
