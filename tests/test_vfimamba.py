@@ -245,6 +245,60 @@ def test_cpu_scan_threads_split_channels_exactly():
     assert torch.equal(one, three)
 
 
+@needs_cpu_scan
+@pytest.mark.parametrize("into", ["delta", "u"])
+def test_cpu_scan_writes_over_its_input_when_asked(into):
+    # 20 channels: two full 8-channel blocks and a partial one; 300 steps: two full tiles and a partial one
+    args = _random_scan_inputs(1, 20, 16, 2, 300, seed=11)
+    fresh = selective_scan(*args, backend="cpu")
+    u, delta = args[0].clone(), args[1].clone()
+    target = delta if into == "delta" else u
+    out = selective_scan(u, delta, *args[2:], backend="cpu", out=target)
+    assert out.data_ptr() == target.data_ptr()
+    assert torch.equal(out, fresh)  # every value read before it was overwritten: the same bits
+
+
+@needs_cpu_scan
+def test_cpu_scan_refuses_an_output_it_would_corrupt():
+    args = _random_scan_inputs(1, 16, 16, 2, 64, seed=12)
+    flat = torch.zeros(16 * 64 + 8)
+    delta = flat[8:].view(1, 16, 64).copy_(args[1])
+    with pytest.raises(ValueError, match="overlaps"):  # y's step l would land on delta's step l + 8, unread
+        selective_scan(args[0], delta, *args[2:], backend="cpu", out=flat[:16 * 64].view(1, 16, 64))
+    with pytest.raises(ValueError, match="contiguous float32"):
+        selective_scan(*args, backend="cpu", out=torch.empty(1, 16, 64, dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        selective_scan(*args, backend="cpu", out=torch.empty(1, 16, 63))
+
+
+def test_scan_out_on_the_torch_backend_is_a_copy():
+    args = _random_scan_inputs(1, 8, 4, 1, 50, seed=13)
+    ref = selective_scan(*args, backend="torch")
+    delta = args[1].clone()
+    out = selective_scan(args[0], delta, *args[2:], backend="torch", out=delta)
+    assert out.data_ptr() == delta.data_ptr() and torch.equal(out, ref)
+
+
+@needs_cpu_scan
+def test_ss2d_on_the_cpu_reuses_delta_for_the_scan_output(monkeypatch):
+    torch.manual_seed(0)
+    net = VFIMambaNet(Config(F=8)).eval()
+    imgs = torch.rand(1, 6, 64, 96)
+    with torch.no_grad():
+        net.set_scan_backend("torch")
+        ref = net(imgs, 0.5, scale=0, local=True)[3]
+        seen, real = [], scan_cpu.selective_scan_cpu
+
+        def spy(u, delta, *rest, out=None):
+            seen.append(out is delta)
+            return real(u, delta, *rest, out=out)
+        monkeypatch.setattr(scan_cpu, "selective_scan_cpu", spy)
+        net.set_scan_backend("cpu")
+        got = net(imgs, 0.5, scale=0, local=True)[3]
+    assert seen and all(seen)
+    assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+
+
 def test_cpu_scan_declines_what_it_cannot_do():
     u, delta, A, B, C, D, bias = _random_scan_inputs(1, 8, 4, 1, 50, seed=2)
     assert scan_cpu.supports(A, True)

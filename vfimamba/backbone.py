@@ -180,11 +180,18 @@ class SS2D(nn.Module):
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
 
         cast = (lambda t: t) if self.half_scan and self.scan_backend in ("triton", "mamba_ssm") else (lambda t: t.float())
-        y = (self.opaque_scan or scan.selective_scan)(
-            cast(xs).reshape(b, K * di, L), cast(dts).reshape(b, K * di, L),
-            -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
-            self.dt_projs_bias.float().reshape(-1), delta_softplus=True, backend=self.scan_backend,
-        ).view(b, K, di, L)
+        args = (cast(xs).reshape(b, K * di, L), cast(dts).reshape(b, K * di, L),
+                -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
+                self.dt_projs_bias.float().reshape(-1))
+        delta = args[1]
+        if (self.opaque_scan is None and self.scan_backend == "cpu" and delta.is_contiguous()
+                and not delta.requires_grad and not torch.compiler.is_compiling()):
+            # the CPU kernel writes y over delta, which nothing reads afterwards: a new output the size
+            # of delta would cost a page fault per 4 KiB of it
+            y = scan.selective_scan(*args, delta_softplus=True, backend="cpu", out=delta)
+        else:
+            y = (self.opaque_scan or scan.selective_scan)(*args, delta_softplus=True, backend=self.scan_backend)
+        y = y.view(b, K, di, L)
         return kernels.cross_merge(y, H, W) if kernels else self._merge_torch(y, H, W)
 
     def forward(self, x):

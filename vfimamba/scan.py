@@ -86,20 +86,24 @@ def resolve_backend(backend: str, device) -> str:
     return backend
 
 
-def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto"):
-    """u, delta: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,) -> (b, d, l) float32."""
+def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto", out=None):
+    """u, delta: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,) -> (b, d, l) float32.
+
+    out: a float32 tensor to hold the result (returned); it may be u or delta itself. The "cpu"
+    backend writes into it directly, sparing a fresh output's page faults; the others copy into it.
+    """
     name = resolve_backend(backend, u.device)
+    if name == "cpu" and scan_cpu.supports(A, delta_softplus):
+        return scan_cpu.selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus, out=out)
     if name == "triton":
-        out = _triton_fn()(u, delta, A, B, C, D, delta_bias, delta_softplus=delta_softplus)
+        y = _triton_fn()(u, delta, A, B, C, D, delta_bias, delta_softplus=delta_softplus)
     elif name == "mamba_ssm":
-        out = _mamba_fn()(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
-                          D.float(), z=None, delta_bias=delta_bias.float(), delta_softplus=delta_softplus,
-                          return_last_state=False)
-    elif name == "cpu" and scan_cpu.supports(A, delta_softplus):
-        out = scan_cpu.selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus)
+        y = _mamba_fn()(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+                        D.float(), z=None, delta_bias=delta_bias.float(), delta_softplus=delta_softplus,
+                        return_last_state=False)
     else:
-        out = _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    return out.float()
+        y = _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus)
+    return y.float() if out is None else out.copy_(y)
 
 
 def _doubling_scan_(a, h, dim):
