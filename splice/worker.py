@@ -54,6 +54,8 @@ BYTECODE_FOLDER = "pycache"
 # glibc's malloc settings for the model's process (see keep_heap): no block gets a mapping of its own
 # (mmap_max=0), and freed memory stays in the heap (a trim threshold of 1 TiB, more than any heap).
 HEAP_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
+# glibc's older environment variables for the settings HEAP_TUNABLES makes, and those beside them
+_MALLOC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
 def child_environment(package: str = "torch") -> dict[str, str]:
@@ -107,16 +109,19 @@ def keep_heap(env: dict[str, str]) -> dict[str, str]:
     page faults and spent 22 s in the kernel over four frames, against 0.6 million and 5 s with
     HEAP_TUNABLES, and took 10.4 s a frame against 5.7 s; its peak memory rose from 1.9 to 2.4 GB
     (AMD EPYC, 2 cores; bench/results/vfimamba_cpu.md, 2026-12-07). The model's process lives for
-    the whole job and allocates the same sizes frame after frame, so it keeps its heap. Nothing
-    changes where the C library is not glibc or where GLIBC_TUNABLES already sets any malloc
-    tunable (the user's choice)."""
+    the whole job and allocates the same sizes frame after frame, so it keeps its heap. On a GPU
+    its tensors live on the GPU and this changed nothing measurable (bench/results/pipeline.md,
+    2026-12-07 13:16). Nothing changes where the C library is not glibc, or where the user already
+    chose malloc settings: a malloc tunable in GLIBC_TUNABLES, or one of glibc's older MALLOC_*_
+    variables for the same settings (GLIBC_TUNABLES would override those)."""
     env = dict(env)
     try:
         glibc = bool(os.confstr("CS_GNU_LIBC_VERSION"))
     except (AttributeError, ValueError, OSError):
         glibc = False
     user = env.get("GLIBC_TUNABLES", "")
-    if glibc and "glibc.malloc." not in user:
+    chosen = "glibc.malloc." in user or any(env.get(name) for name in _MALLOC_VARIABLES)
+    if glibc and not chosen:
         env["GLIBC_TUNABLES"] = f"{user}:{HEAP_TUNABLES}" if user else HEAP_TUNABLES
     return env
 

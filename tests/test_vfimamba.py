@@ -277,6 +277,10 @@ def test_scan_out_on_the_torch_backend_is_a_copy():
     delta = args[1].clone()
     out = selective_scan(args[0], delta, *args[2:], backend="torch", out=delta)
     assert out.data_ptr() == delta.data_ptr() and torch.equal(out, ref)
+    with pytest.raises(ValueError, match="float32"):  # no silent cast, nor broadcast
+        selective_scan(*args, backend="torch", out=torch.empty(1, 8, 50, dtype=torch.float16))
+    with pytest.raises(ValueError, match="shape"):
+        selective_scan(*args, backend="torch", out=torch.empty(8, 50))
 
 
 @needs_cpu_scan

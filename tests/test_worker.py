@@ -198,6 +198,8 @@ def test_the_childs_heap_settings_add_to_the_users_and_yield_to_their_malloc_one
         "glibc.rtld.nns=2:" + worker.HEAP_TUNABLES
     mine = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "X": "1"}
     assert worker.keep_heap(mine) == mine
+    older = {"MALLOC_TRIM_THRESHOLD_": "0"}
+    assert worker.keep_heap(older) == older
 
 
 # Allocates, fills and frees a 64 MiB block three times; prints the page faults of the last two rounds.
@@ -223,9 +225,9 @@ def test_a_process_with_the_heap_settings_reuses_freed_memory_without_page_fault
     def faults(env):
         out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True)
         return int(out.stdout)
-    pages = 2 * (64 << 20) // 4096
-    assert faults(dict(os.environ)) > pages // 4       # unmapped at each free: faulted in again (2 MiB pages at best)
-    assert faults(worker.keep_heap(dict(os.environ))) < 200  # kept in the heap: written again in place
+    plain = faults(dict(os.environ))                # unmapped at each free, faulted in again: 32768 pages
+    kept = faults(worker.keep_heap(dict(os.environ)))  # of 4 KiB, or 64 where huge pages are always on
+    assert plain >= 60 and kept * 10 < plain, (plain, kept)  # kept in the heap: written again in place
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="needs Linux's /proc to read a process's environment")

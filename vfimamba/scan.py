@@ -103,7 +103,11 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backen
                         return_last_state=False)
     else:
         y = _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus)
-    return y.float() if out is None else out.copy_(y)
+    if out is None:
+        return y.float()
+    if out.shape != y.shape or out.dtype != torch.float32:
+        raise ValueError(f"out must be a float32 tensor of shape {tuple(y.shape)}, not {out.dtype} {tuple(out.shape)}")
+    return out.copy_(y)
 
 
 def _doubling_scan_(a, h, dim):

@@ -121,7 +121,7 @@ def selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus=True, ou
 
     out: where to write y (returned), else a new tensor. It may be `u` or `delta` itself, the same
     memory in the same layout (each step's u and delta are read before its y is written there), but
-    must not overlap them otherwise. A fresh output of a large scan costs the system a page fault per
+    must not overlap them otherwise, nor any other input. A fresh output of a large scan costs the system a page fault per
     4 KiB on its first write: at 720p's stage 3 (240 MB) about a quarter of the scan's time.
     """
     if not available():
