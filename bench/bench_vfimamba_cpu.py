@@ -8,7 +8,8 @@ Appends one dated line per measurement to bench/results/vfimamba_cpu.md (unless 
 The scan comparison times the compiled kernel ("cpu"; "cpu, out=delta" writing its output over
 delta, as the network calls it), the vectorised PyTorch scan ("torch") and the sequential loop
 (selective_scan_reference), each kernel as the best of 3 calls; the models run with --scan-backend
-(default auto: "cpu" where it builds). On a shared machine the numbers move with the load, so the load average is recorded.
+(default auto: "cpu" where it builds). On a shared machine the numbers move with the load, so the
+load average is recorded.
 """
 from __future__ import annotations
 

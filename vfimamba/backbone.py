@@ -180,10 +180,9 @@ class SS2D(nn.Module):
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
 
         cast = (lambda t: t) if self.half_scan and self.scan_backend in ("triton", "mamba_ssm") else (lambda t: t.float())
-        args = (cast(xs).reshape(b, K * di, L), cast(dts).reshape(b, K * di, L),
-                -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs), self.Ds.float(),
-                self.dt_projs_bias.float().reshape(-1))
-        delta = args[1]
+        delta = cast(dts).reshape(b, K * di, L)
+        args = (cast(xs).reshape(b, K * di, L), delta, -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs),
+                self.Ds.float(), self.dt_projs_bias.float().reshape(-1))
         if (self.opaque_scan is None and self.scan_backend == "cpu" and delta.is_contiguous()
                 and not delta.requires_grad and not torch.compiler.is_compiling()):
             # the CPU kernel writes y over delta, which nothing reads afterwards: a new output the size

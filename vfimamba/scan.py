@@ -105,8 +105,7 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backen
         y = _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus)
     if out is None:
         return y.float()
-    if out.shape != y.shape or out.dtype != torch.float32:
-        raise ValueError(f"out must be a float32 tensor of shape {tuple(y.shape)}, not {out.dtype} {tuple(out.shape)}")
+    scan_cpu.check_out(out, y.shape)
     return out.copy_(y)
 
 

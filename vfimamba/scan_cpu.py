@@ -106,14 +106,16 @@ def supports(A, delta_softplus: bool) -> bool:
     return delta_softplus and A.shape[1] <= 64 and bool((A <= 0).all())
 
 
-def _output(out, like):
-    """`out` checked as the kernel's destination: (b, d, l) float32, contiguous, on the CPU."""
-    if out is None:
-        return torch.empty_like(like)
-    if out.shape != like.shape or out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous float32 CPU tensor of shape {tuple(like.shape)}, "
-                         f"not {out.dtype} {tuple(out.shape)} on {out.device}")
-    return out
+def check_out(out, shape, contiguous_cpu: bool = False):
+    """Raise ValueError unless `out` can hold a scan's result of `shape`: float32 (and, for this
+    kernel, which writes it directly, contiguous on the CPU). One check for every backend."""
+    ok = out.shape == shape and out.dtype == torch.float32
+    if contiguous_cpu:
+        ok = ok and out.device.type == "cpu" and out.is_contiguous()
+    if not ok:
+        what = "a contiguous float32 CPU tensor" if contiguous_cpu else "a float32 tensor"
+        raise ValueError(f"out must be {what} of shape {tuple(shape)}, not {out.dtype} {tuple(out.shape)} "
+                         f"on {out.device}")
 
 
 def selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus=True, out=None):
@@ -121,8 +123,9 @@ def selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus=True, ou
 
     out: where to write y (returned), else a new tensor. It may be `u` or `delta` itself, the same
     memory in the same layout (each step's u and delta are read before its y is written there), but
-    must not overlap them otherwise, nor any other input. A fresh output of a large scan costs the system a page fault per
-    4 KiB on its first write: at 720p's stage 3 (240 MB) about a quarter of the scan's time.
+    must not overlap them otherwise, nor any other input. A fresh output of a large scan costs the
+    system a page fault per 4 KiB on its first write: at 720p's stage 3 (240 MB) about a quarter of
+    the scan's time.
     """
     if not available():
         raise RuntimeError(f"the compiled CPU scan is unavailable: {_error}")
@@ -135,7 +138,11 @@ def selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus=True, ou
     Ct = C.to(f32).transpose(-1, -2).contiguous()
     D = D.to(f32).contiguous()
     bias = (torch.zeros(d) if delta_bias is None else delta_bias.to(f32)).contiguous()
-    y = _output(out, u)
+    if out is None:
+        y = torch.empty_like(u)
+    else:
+        check_out(out, u.shape, contiguous_cpu=True)
+        y = out
     for t in (u, delta):  # (all contiguous here) the same memory is safe, a shifted overlap is not
         a, z = t.data_ptr(), y.data_ptr()
         if a != z and a < z + y.nbytes and z < a + t.nbytes:
