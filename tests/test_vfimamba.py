@@ -232,6 +232,26 @@ def test_cpu_scan_extreme_decays_and_inputs():
 
 
 @needs_cpu_scan
+@pytest.mark.parametrize("n", [1, 16])  # the generic loop and the unrolled one for the model's 16 states
+def test_cpu_scan_decays_are_exact_to_two_ulp(n):
+    # Two steps, u = (1, 0), B = C = 1, D = 0: y0 = n dt and y1 = n dt 2^t with t = dt A log2(e), so
+    # y1 / y0 is the kernel's decay. 16384 channels spread t over (-8, 0]. A decay off by 1e-6 compounds
+    # over the thousands of steps a state lives, so the bound is float's: 2.5 ulp with the division's.
+    d = 1 << 14
+    log2_decay = -8 * torch.rand(d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    dt = 0.05
+    A = (log2_decay / dt / np.log2(np.e)).float()[:, None].repeat(1, n)
+    bias = torch.full((d,), float(np.log(np.expm1(dt))))
+    u = torch.tensor([1.0, 0.0]).repeat(1, d, 1)
+    B, C = torch.ones(1, 1, n, 2), torch.ones(1, 1, n, 2)
+    y = selective_scan(u, torch.zeros(1, d, 2), A, B, C, torch.zeros(d), bias, backend="cpu")[0].double()
+    assert torch.allclose(y[:, 0], torch.full((d,), n * dt, dtype=torch.float64), rtol=1e-6)
+    t = (y[:, 0] / n * (A[:, 0] * scan_cpu._LOG2E).double()).float().double()  # t as the kernel rounds it
+    rel = (y[:, 1] / y[:, 0] / torch.exp2(t) - 1).abs()
+    assert rel.max() <= 2.5 * 2.0 ** -23, rel.max()
+
+
+@needs_cpu_scan
 def test_cpu_scan_threads_split_channels_exactly():
     args = _random_scan_inputs(1, 72, 16, 3, 200, seed=9)
     threads = torch.get_num_threads()

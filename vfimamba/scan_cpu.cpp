@@ -10,6 +10,9 @@
 // Python side checks that.
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
@@ -63,9 +66,13 @@ static inline void store_block(float *row0, long stride, float (*tile)[8]) {
     for (int j = 0; j < 8; j++) std::memcpy(row0 + j * stride, &r[j], 32);
 }
 
-// 2^t for t <= 0 to about 1 ulp: t = k + f with k the nearest integer and |f| <= 1/2, 2^f by a
-// degree-6 polynomial, k added to the exponent bits. Clamped at -126, below which the result would be
-// denormal (a decay of 1e-38 is 0 for any purpose here). CLAMP false: the caller knows t >= -126.
+// 2^t for t <= 0 to about 1 ulp. Clamped at -126, below which the result would be denormal (a decay of
+// 1e-38 is 0 for any purpose here). CLAMP false: the caller knows t >= -126.
+// With AVX2, t = m/8 + r, m the nearest integer to 8t and |r| <= 1/16: 2^(m/8) from a table of the eight
+// 2^(j/8) (j = m mod 8, one vpermps) with m div 8 added to its exponent bits, 2^r by a degree-3
+// polynomial. Four multiply-adds where a degree-6 polynomial over |r| <= 1/2 takes six, and the scan
+// is bound by the multiply-add units: each state-step also has its 2^t's argument, delta u B, the
+// state update and y's sum (10 -> 8 of them, about 20 % less time). Without AVX2: the polynomial.
 template <bool CLAMP = true>
 static inline v8 exp2_neg(v8 t) {
     if (CLAMP) {
@@ -76,9 +83,25 @@ static inline v8 exp2_neg(v8 t) {
     } else {
         OPAQUE(t);  // else the compiler fuses the product into t + magic and t - k, and copies registers
     }
+#if defined(__AVX2__)
+    const v8 magic = splat(1572864.0f);  // 1.5 * 2^20: adding it rounds t to a multiple of 1/8, m in the low bits
+    const v8 km = t + magic;
+    const v8 r = t - (km - magic);
+    // bits of 2^(j/8) less j << 20, so that adding m << 20 = (m div 8) << 23 + j << 20 leaves 2^(m/8)
+    // (the bits of magic leave in the shift; vpermps reads only the low 3 bits of each index, j)
+    const __m256i table = _mm256_setr_epi32(0x3f800000, 0x3f7b95c2, 0x3f7837f0, 0x3f75fed7, 0x3f7504f3, 0x3f75672a,
+                                            0x3f7744fd, 0x3f7ac0c7);
+    const v8 tj = (v8)_mm256_permutevar8x32_ps(_mm256_castsi256_ps(table), _mm256_castps_si256((__m256)km));
+    const v8 scale = (v8)((v8u)tj + ((v8u)km << 20));
+    // 2^r = 1 + r q(r), fitted for relative error over |r| <= 1/16 (8.6e-8 as evaluated in float)
+    v8 q = splat(5.549621955e-02f);
+    q = q * r + 2.402576357e-01f;
+    q = q * r + 6.931472421e-01f;
+    return scale * (q * r + 1.0f);
+#else
     const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds t and leaves k in the low bits
     v8 km = t + magic;
-    v8 f = t - (km - magic);
+    v8 f = t - (km - magic);  // t = k + f, |f| <= 1/2
     v8 p = splat(1.5353362e-4f);
     p = p * f + 1.3398874e-3f;
     p = p * f + 9.6184291e-3f;
@@ -88,6 +111,7 @@ static inline v8 exp2_neg(v8 t) {
     p = p * f + 1.0f;
     // k << 23 straight from the bits of km: those of magic leave in the shift (its low 9 bits are 0)
     return (v8)((v8u)p + ((v8u)km << 23));
+#endif
 }
 
 // softplus(z) = max(z, 0) + log1p(e^-|z|), with log1p(e) = 2 atanh(e / (2 + e)) for e in (0, 1].

@@ -2,7 +2,7 @@
 
 PyTorch has no fused scan on the CPU, and a scan written in tensor ops makes many passes over a
 (channels x states x length) tensor; this kernel makes one, with the state in vector registers
-(about 40-50x faster than a sequential loop on 2 cores; bench/bench_vfimamba_cpu.py). The shared
+(about 55x faster than a sequential loop on 2 cores; bench/bench_vfimamba_cpu.py). The shared
 library is cached under $XDG_CACHE_HOME/interpolate_video (default ~/.cache), keyed by the source, the
 flags, the compiler and the CPU, and threads run it on separate channel ranges (ctypes releases the GIL).
 When no compiler is found or the build fails, `available()` is False and vfimamba.scan warns once and
