@@ -37,7 +37,7 @@ def test_exported_forward_matches_the_net(net, backend):
     assert sum("vfimamba.selective_scan" in s for s in targets) == blocks
     assert sum("vfimamba.grid_sample" in s for s in targets) >= 4  # both frames, at least two levels
     assert not any("aten.grid_sampler" in s for s in targets)
-    assert all(m.opaque_scan is None for m in net.modules() if isinstance(m, SS2D))
+    assert all(m.opaque_scan is None and m.opaque_layout is None for m in net.modules() if isinstance(m, SS2D))
     assert net.sampler is torch.nn.functional.grid_sample
     run = ep.module()
     with torch.no_grad():
@@ -54,7 +54,7 @@ def test_export_restores_the_net_after_an_error(net):
     from vfimamba import export as vexport
     with pytest.raises(Exception):
         vexport.export(net, torch.rand(1, 6, 64, 90), torch.full((1,), 0.5))  # 90: not a multiple of 32
-    assert all(m.opaque_scan is None for m in net.modules() if isinstance(m, SS2D))
+    assert all(m.opaque_scan is None and m.opaque_layout is None for m in net.modules() if isinstance(m, SS2D))
     assert net.sampler is torch.nn.functional.grid_sample
 
 

@@ -79,3 +79,31 @@ def test_block_uses_the_kernels_and_matches_the_torch_path():
     names = {e.key for e in prof.key_averages()}
     assert any("_cross_scan_kernel" in n for n in names) and any("_cross_merge_kernel" in n for n in names)
     assert torch.equal(fused, plain)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA: the exported program runs the layout kernels")
+def test_exported_net_calls_the_layout_kernels_as_operators():
+    """In a traced graph (torch.export here, torch.compile alike) SS2D's cross-scan and merge are the
+    `vfimamba::` operators that run these kernels, once per block each, not the PyTorch ops that
+    the compiler would fuse into slower gathers; the program gives the net's own float32 frame."""
+    from vfimamba import export as vexport
+    from vfimamba.model import Config, VFIMambaNet
+    torch.manual_seed(3)
+    net = VFIMambaNet(Config(F=8)).eval().cuda()
+    net.set_scan_backend("triton")
+    g = torch.Generator().manual_seed(0)
+    img0 = torch.rand(1, 3, 64, 96, generator=g)
+    x, t = torch.cat([img0, torch.roll(img0, 2, dims=3)], 1).cuda(), torch.full((1,), 0.5, device="cuda")
+    ep = vexport.export(net, x, t)
+    targets = [str(n.target) for gm in ep.graph_module.modules() if isinstance(gm, torch.fx.GraphModule)
+               for n in gm.graph.nodes if n.op == "call_function"]
+    blocks = sum(isinstance(m, SS2D) for m in net.modules())
+    assert sum("vfimamba.cross_scan" in s for s in targets) == blocks
+    assert sum("vfimamba.cross_merge" in s for s in targets) == blocks
+    assert not any("aten.flip" in s for s in targets)  # the PyTorch layout's flips are gone
+    assert all(m.opaque_layout is None for m in net.modules() if isinstance(m, SS2D))
+    with torch.no_grad():
+        want = net(x, t, scale=0, local=True)[3]
+        got = ep.module()(x, t)
+    assert got.shape == (1, 3, 64, 96)
+    assert (got - want).abs().max().item() < 1e-5

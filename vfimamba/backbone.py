@@ -107,6 +107,7 @@ class SS2D(nn.Module):
         self.half_scan = False
         self.fused_layout = True   # layout_triton's kernels where they can run (same values)
         self.opaque_scan = None    # the scan as a custom operator, while export.opaque_ops holds
+        self.opaque_layout = None  # the layout kernels as custom operators, likewise (compiled graphs)
         self.mf = torch.contiguous_format
         if not self.A_logs.is_meta:  # built on the meta device, a checkpoint fills every value
             self.reset_parameters()
@@ -156,23 +157,25 @@ class SS2D(nn.Module):
         m = m.transpose(1, 2).reshape(b, H * W, 2, di)
         return torch.cat([m[:, :, 0], m[:, :, 1]], dim=0).view(2 * b, H, W, di)
 
-    def _fuse_layout(self, x) -> bool:
-        """Whether this call takes layout_triton's kernels: CUDA tensors with the Triton scan (a user
-        who picks another backend gets no Triton at all), not inside a compilation, no gradients
-        (the kernels have no backward), and indices that fit the kernels' 32-bit arithmetic."""
+    def _layout_kernels(self, x):
+        """layout_triton's cross_scan and cross_merge for this call, or None for the PyTorch ops: CUDA
+        tensors with the Triton scan (a user who picks another backend gets no Triton at all), no
+        gradients (the kernels have no backward), and indices that fit the kernels' 32-bit
+        arithmetic. Inside a compilation only as the custom operators of export.opaque_ops (the
+        compiler cannot trace a Triton launch)."""
         b2, di, H, W = x.shape
-        return (self.fused_layout and x.is_cuda and self.scan_backend in TRITON_BACKENDS
-                and not torch.compiler.is_compiling() and not (x.requires_grad and torch.is_grad_enabled())
-                and 6 * di * H * W < 2 ** 31)
+        if not (self.fused_layout and x.is_cuda and self.scan_backend in TRITON_BACKENDS
+                and not (x.requires_grad and torch.is_grad_enabled()) and 6 * di * H * W < 2 ** 31):
+            return None
+        return self.opaque_layout if torch.compiler.is_compiling() else triton_kernels("layout_triton")
 
     def _scan(self, x):
         """(2b, di, H, W) -> (2b, H, W, di): the four-direction selective scan of the interleaved pair.
         On CUDA with Triton the cross-scan and the merge are one kernel each (layout_triton: the
-        same values, a pass each instead of about ten); compiled graphs keep the PyTorch ops,
-        which the compiler fuses itself."""
+        same values, a pass each instead of about ten), in compiled graphs too."""
         b2, di, H, W = x.shape
         b, L, K = b2 // 2, 2 * H * W, self.K
-        kernels = triton_kernels("layout_triton") if self._fuse_layout(x) else None
+        kernels = self._layout_kernels(x)
         xs = kernels.cross_scan(x) if kernels else self._cross_scan_torch(x)  # (b, K, di, L)
 
         proj = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
