@@ -47,17 +47,24 @@ def _cross_scan_kernel(x_ptr, xs_ptr, B, D, H, W, sx0, sx1, sx2, sx3,
     t = c // 2
     h = (tile // tiles_w) * TH + t // TW
     w = (tile % tiles_w) * TW + t % TW
-    mask = (d[:, None] < D) & ((h < H) & (w < W))[None, :]
     image = f.to(tl.int64) * B + pair
-    v = tl.load(x_ptr + image[None, :] * sx0 + d[:, None].to(tl.int64) * sx1 + (h * sx2 + w * sx3)[None, :],
-                mask=mask)
+    src = x_ptr + image[None, :] * sx0 + d[:, None].to(tl.int64) * sx1
     L = 2 * H * W
-    row = 2 * (h * W + w) + f
-    col = 2 * (w * H + h) + f
     out = xs_ptr + pair * 4 * D * L + d[:, None].to(tl.int64) * L
+    # row-major directions: the tile in row order, w fastest, so that the stores come in runs
+    mask = (d[:, None] < D) & ((h < H) & (w < W))[None, :]
+    v = tl.load(src + (h * sx2 + w * sx3)[None, :], mask=mask)
+    row = 2 * (h * W + w) + f
     tl.store(out + row[None, :], v, mask=mask)
-    tl.store(out + D * L + col[None, :], v, mask=mask)
     tl.store(out + 2 * D * L + (L - 1 - row)[None, :], v, mask=mask)
+    # column-major directions: the same tile read again in column order, h fastest (from the cache),
+    # so that these stores come in runs too instead of one element every 2H
+    h = (tile // tiles_w) * TH + t % TH
+    w = (tile % tiles_w) * TW + t // TH
+    mask = (d[:, None] < D) & ((h < H) & (w < W))[None, :]
+    v = tl.load(src + (h * sx2 + w * sx3)[None, :], mask=mask)
+    col = 2 * (w * H + h) + f
+    tl.store(out + D * L + col[None, :], v, mask=mask)
     tl.store(out + 3 * D * L + (L - 1 - col)[None, :], v, mask=mask)
 
 
