@@ -233,10 +233,11 @@ def test_cpu_scan_extreme_decays_and_inputs():
 
 @needs_cpu_scan
 @pytest.mark.parametrize("n", [1, 16])  # the generic loop and the unrolled one for the model's 16 states
-def test_cpu_scan_decays_are_exact_to_two_ulp(n):
+def test_cpu_scan_decays_are_exact_to_float_precision(n):
     # Two steps, u = (1, 0), B = C = 1, D = 0: y0 = n dt and y1 = n dt 2^t with t = dt A log2(e), so
     # y1 / y0 is the kernel's decay. 16384 channels spread t over (-8, 0]. A decay off by 1e-6 compounds
-    # over the thousands of steps a state lives, so the bound is float's: 2.5 ulp with the division's.
+    # over the thousands of steps a state lives, so the bound is float's: 2^-22 relative, the division's
+    # rounding included (measured: 1.25 x 2^-23 with the AVX2 table, 1.0 x 2^-23 with the polynomial).
     d = 1 << 14
     log2_decay = -8 * torch.rand(d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     dt = 0.05
@@ -248,7 +249,7 @@ def test_cpu_scan_decays_are_exact_to_two_ulp(n):
     assert torch.allclose(y[:, 0], torch.full((d,), n * dt, dtype=torch.float64), rtol=1e-6)
     t = (y[:, 0] / n * (A[:, 0] * scan_cpu._LOG2E).double()).float().double()  # t as the kernel rounds it
     rel = (y[:, 1] / y[:, 0] / torch.exp2(t) - 1).abs()
-    assert rel.max() <= 2.5 * 2.0 ** -23, rel.max()
+    assert rel.max() <= 2.0 ** -22, rel.max()
 
 
 @needs_cpu_scan

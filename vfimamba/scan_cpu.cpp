@@ -93,11 +93,13 @@ static inline v8 exp2_neg(v8 t) {
                                             0x3f7744fd, 0x3f7ac0c7);
     const v8 tj = (v8)_mm256_permutevar8x32_ps(_mm256_castsi256_ps(table), _mm256_castps_si256((__m256)km));
     const v8 scale = (v8)((v8u)tj + ((v8u)km << 20));
-    // 2^r = 1 + r q(r), fitted for relative error over |r| <= 1/16 (8.6e-8 as evaluated in float)
+    // 2^r = 1 + r q(r), fitted for relative error over |r| <= 1/16 (8.6e-8 as evaluated in float);
+    // scale + scale (r q) rather than scale (1 + r q), whose rounding near 1 would cost half an ulp
     v8 q = splat(5.549621955e-02f);
     q = q * r + 2.402576357e-01f;
     q = q * r + 6.931472421e-01f;
-    return scale * (q * r + 1.0f);
+    const v8 rq = r * q;
+    return scale * rq + scale;
 #else
     const v8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds t and leaves k in the low bits
     v8 km = t + magic;
