@@ -115,15 +115,19 @@ def keep_heap(env: dict[str, str]) -> dict[str, str]:
     chose malloc settings: a malloc tunable in GLIBC_TUNABLES, or one of glibc's older MALLOC_*_
     variables for the same settings (GLIBC_TUNABLES would override those)."""
     env = dict(env)
-    try:
-        glibc = bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (AttributeError, ValueError, OSError):
-        glibc = False
     user = env.get("GLIBC_TUNABLES", "")
     chosen = "glibc.malloc." in user or any(env.get(name) for name in _MALLOC_VARIABLES)
-    if glibc and not chosen:
+    if uses_glibc() and not chosen:
         env["GLIBC_TUNABLES"] = f"{user}:{HEAP_TUNABLES}" if user else HEAP_TUNABLES
     return env
+
+
+def uses_glibc() -> bool:
+    """Whether this Python runs on glibc (whose malloc settings keep_heap makes)."""
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def available() -> bool:

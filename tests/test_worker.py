@@ -181,14 +181,7 @@ def test_the_childs_bytecode_settings_are_left_alone_where_python_manages(byteco
     assert not unchanged()  # (and with neither, it does change: the cases above are not vacuous)
 
 
-def glibc() -> bool:
-    try:
-        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-needs_glibc = pytest.mark.skipif(not glibc(), reason="the heap settings are glibc's")
+needs_glibc = pytest.mark.skipif(not worker.uses_glibc(), reason="the heap settings are glibc's")
 
 
 @needs_glibc
