@@ -38,7 +38,7 @@ def test_exported_forward_matches_the_net(net, backend):
     assert sum("vfimamba.grid_sample" in s for s in targets) >= 4  # both frames, at least two levels
     assert not any("aten.grid_sampler" in s for s in targets)
     assert all(m.opaque_scan is None and m.opaque_layout is None for m in net.modules() if isinstance(m, SS2D))
-    assert net.sampler is torch.nn.functional.grid_sample
+    assert net.sampler is torch.nn.functional.grid_sample and net.opaque_warp is None
     run = ep.module()
     with torch.no_grad():
         for seed, ts in ((0, 0.5), (1, 0.25)):
@@ -55,15 +55,19 @@ def test_export_restores_the_net_after_an_error(net):
     blocks = [m for m in net.modules() if isinstance(m, SS2D)]
     # what the blocks held before (not None: the operators are None where Triton is missing)
     marks = [(object(), object()) for _ in blocks]
+    warp_mark = object()
     for m, (scan_mark, layout_mark) in zip(blocks, marks):
         m.opaque_scan, m.opaque_layout = scan_mark, layout_mark
+    net.opaque_warp = warp_mark
     try:
         with pytest.raises(Exception):
             vexport.export(net, torch.rand(1, 6, 64, 90), torch.full((1,), 0.5))  # 90: not a multiple of 32
         assert all(m.opaque_scan is s and m.opaque_layout is lay for m, (s, lay) in zip(blocks, marks))
+        assert net.opaque_warp is warp_mark
     finally:
         for m in blocks:
             m.opaque_scan = m.opaque_layout = None
+        net.opaque_warp = None
     assert net.sampler is torch.nn.functional.grid_sample
 
 

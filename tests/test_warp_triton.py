@@ -103,3 +103,30 @@ def test_net_fast_path_warps_features_with_the_kernel():
     assert sum(e.count for e in prof.key_averages() if "_warp_kernel" in e.key) == 10, names  # 5 levels x 2 frames
     d = (got - want).abs() * 255
     assert d.max().item() <= 1.0 and d.mean().item() <= 0.05, (d.max().item(), d.mean().item())
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA: the exported program runs the kernel")
+def test_exported_fast_net_warps_features_with_the_operator():
+    """In a traced graph (torch.export here, torch.compile alike) the channels-last path's feature
+    warps are the `vfimamba::warp_features` operator that runs the kernel, not grid_sample with
+    the copies to and from NCHW around it; the program gives the eager path's frame."""
+    from vfimamba import export as vexport
+    from vfimamba.model import Config, VFIMambaNet
+    torch.manual_seed(0)
+    net = VFIMambaNet(Config(F=16)).to(DEVICE).eval()
+    net.set_scan_backend("triton")
+    net.set_fast(channels_last=True)
+    g = torch.Generator().manual_seed(4)
+    imgs = torch.rand(1, 6, 64, 96, generator=g).to(DEVICE).contiguous(memory_format=torch.channels_last)
+    t = torch.full((1,), 0.5, device=DEVICE)
+    ep = vexport.export(net, imgs, t)
+    targets = [str(n.target) for gm in ep.graph_module.modules() if isinstance(gm, torch.fx.GraphModule)
+               for n in gm.graph.nodes if n.op == "call_function"]
+    assert sum("vfimamba.warp_features" in s for s in targets) == 10, targets  # 5 levels x 2 frames
+    assert sum("vfimamba.grid_sample" in s for s in targets) >= 4  # the images still: both, two levels or more
+    assert net.opaque_warp is None
+    with torch.no_grad():
+        want = net(imgs, t, local=True)[3]
+        got = ep.module()(imgs, t)
+    assert got.shape == (1, 3, 64, 96)
+    assert (got - want).abs().max().item() < 1e-5

@@ -11,7 +11,9 @@ built from it must have them registered first (`register_ops()`). Where Triton r
 layout kernels (layout_triton: the four-direction cross-scan and the merge) are operators too
 (`vfimamba::cross_scan`, `vfimamba::cross_merge`): the compiler cannot trace a Triton launch, and
 fused the PyTorch ops of the merge, with the LayerNorm after them, into a gather of 2.4 ms a
-VFIMamba 720p frame on an H100, against the kernel's 0.6 ms.
+VFIMamba 720p frame on an H100, against the kernel's 0.6 ms. So is warp_triton's channels-last
+feature warp (`vfimamba::warp_features`), which spares grid_sample's copies to and from float32
+NCHW around each of the ten feature warps.
 
 Defining and calling custom operators imports TorchDynamo and the rest of the compiler stack
 (seconds), so the eager path never imports this module.
@@ -76,16 +78,25 @@ def register_ops() -> SimpleNamespace:
     def _(y, h, w):
         return y.new_empty((2 * y.shape[0], h, w, y.shape[2]))
 
+    @torch.library.custom_op(f"{NAMESPACE}::warp_features", mutates_args=())
+    def warp_features(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        return triton_kernels("warp_triton").warp(img, flow)
+
+    @warp_features.register_fake
+    def _(img, flow):
+        return torch.empty_like(img, memory_format=torch.channels_last)  # warp_triton's output layout
+
     def scan_op(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto"):
         return selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend)
 
     def sampler_op(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
         return grid_sample(img, grid, mode, padding_mode, align_corners)
 
-    # the layout kernels where Triton is there to run them (else the PyTorch ops are traced)
+    # the Triton kernels where Triton is there to run them (else the PyTorch ops are traced)
     layout = (SimpleNamespace(cross_scan=cross_scan, cross_merge=cross_merge)
               if triton_kernels("layout_triton") else None)
-    return SimpleNamespace(selective_scan=scan_op, grid_sample=sampler_op, layout=layout)
+    feature_warp = SimpleNamespace(warp=warp_features) if triton_kernels("warp_triton") else None
+    return SimpleNamespace(selective_scan=scan_op, grid_sample=sampler_op, layout=layout, feature_warp=feature_warp)
 
 
 @contextlib.contextmanager
@@ -94,16 +105,16 @@ def opaque_ops(net: VFIMambaNet):
     what it used before comes back afterwards, also on an error)."""
     ops = register_ops()
     blocks = [m for m in net.modules() if isinstance(m, SS2D)]
-    saved = [(m.opaque_scan, m.opaque_layout) for m in blocks], net.sampler
+    saved = [(m.opaque_scan, m.opaque_layout) for m in blocks], net.sampler, net.opaque_warp
     for m in blocks:
         m.opaque_scan, m.opaque_layout = ops.selective_scan, ops.layout
-    net.sampler = ops.grid_sample
+    net.sampler, net.opaque_warp = ops.grid_sample, ops.feature_warp
     try:
         yield
     finally:
         for m, s in zip(blocks, saved[0]):
             m.opaque_scan, m.opaque_layout = s
-        net.sampler = saved[1]
+        net.sampler, net.opaque_warp = saved[1:]
 
 
 class _Forward(torch.nn.Module):

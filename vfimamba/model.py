@@ -68,6 +68,7 @@ class VFIMambaNet(nn.Module):
         self.sampler = F.grid_sample  # what warps sample with (export.opaque_ops swaps it)
         self.channels_last = False    # set_fast
         self.fused_warp = True        # the feature warps through warp_triton where it can run (set_scan_backend)
+        self.opaque_warp = None       # warp_triton's kernel as a custom operator, while export.opaque_ops holds
         self._fast_settings = None    # what set_fast last set
         self.fast_generation = 0      # bumped by every set_fast that changes something
 
@@ -168,12 +169,12 @@ class VFIMambaNet(nn.Module):
 
     def _feature_warp(self, flow):
         """How the backbone features are warped: on the fast path (channels-last on CUDA, Triton
-        there, no gradients, not inside a compilation) by warp_triton, which reads the half-precision
-        channels-last features and writes them so, in one pass each; else by warp() (float32 NCHW)."""
+        there, no gradients) by warp_triton, which reads the half-precision channels-last features
+        and writes them so, in one pass each; else by warp() (float32 NCHW). Inside a compilation
+        only as export.opaque_ops's operator (the compiler cannot trace a Triton launch)."""
         kernels = None
-        if (self.fused_warp and self.channels_last and flow.is_cuda and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
-            kernels = triton_kernels("warp_triton")
+        if self.fused_warp and self.channels_last and flow.is_cuda and not torch.is_grad_enabled():
+            kernels = self.opaque_warp if torch.compiler.is_compiling() else triton_kernels("warp_triton")
         if kernels is None:
             return lambda f, fl: warp(f, fl, self.sampler)
         return kernels.warp
