@@ -17,7 +17,7 @@ DEVICE, HAS_CUDA, INTERPRET = triton_device()
 from vfimamba import layout_triton  # noqa: E402
 from vfimamba.backbone import SS2D, VSSBlock  # noqa: E402
 
-# Sizes that are and are not multiples of the tiles (16 x 16 pixels, 16-channel blocks).
+# Sizes that are and are not multiples of the tiles (16 x 32 or 16 x 16 pixels, 16-channel blocks).
 SHAPES = [(1, 16, 16, 32), (2, 40, 13, 21), (1, 64, 23, 9), (1, 32, 8, 8), (1, 16, 17, 70)]
 
 

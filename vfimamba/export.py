@@ -40,8 +40,9 @@ NAMESPACE = "vfimamba"
 def register_ops() -> SimpleNamespace:
     """Register the operators (once per process: torch's operator registry is process-wide and
     refuses a second definition) and return stand-ins for scan.selective_scan and F.grid_sample
-    with their signatures that call them, and `layout`: the cross_scan and cross_merge that SS2D
-    traces (None where Triton is missing: the PyTorch ops are traced then)."""
+    with their signatures that call them, `layout`: the cross_scan and cross_merge that SS2D
+    traces, and `feature_warp`: the warp the net's fast path traces for its backbone features
+    (each None where Triton is missing: the PyTorch ops are traced then)."""
 
     @torch.library.custom_op(f"{NAMESPACE}::selective_scan", mutates_args=())
     def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,

@@ -31,8 +31,8 @@ __all__ = ["cross_scan", "cross_merge"]
 
 # A tile: 16 x 16 pixels of 16 channels for the merge (the fastest of the sizes tried on an H200 at
 # VFIMamba's stage-3 and stage-4 shapes of 720p and 1080p); the cross-scan takes 16 x 32 pixels
-# with 8 warps (the fastest of 32 combinations of 16 or 32 channels, rows, columns, 4 or 8 warps
-# on an H100 at 720p's stage 3 and 4: 153 and 98 us against 205 and 110 for 16 x 16 with 4 warps).
+# with 8 warps (the fastest of 32 variants: 16 or 32 channels, rows, columns, 4 or 8 warps, flips
+# or reversed reads; H100, 720p stages 3 and 4: 153 and 98 us against 205 and 110 for 16 x 16, 4 warps).
 TILE_H, TILE_W, BLOCK_D = 16, 16, 16
 SCAN_TILE_W, SCAN_WARPS = 32, 8
 
@@ -50,7 +50,7 @@ def _cross_scan_kernel(x_ptr, xs_ptr, B, D, H, W, sx0, sx1, sx2, sx3,
     dm = (d < D)[:, None, None]
     L = 2 * H * W
     x0 = x_ptr + pair * sx0 + d[:, None, None].to(tl.int64) * sx1    # frame 0 of the pair
-    x1 = x0 + B * sx0                                                 # frame 1
+    x1 = x_ptr + (pair + B) * sx0 + d[:, None, None].to(tl.int64) * sx1  # frame 1 (64-bit: any batch)
     out = xs_ptr + pair * 4 * D * L + d[:, None, None].to(tl.int64) * L
     # Each direction's part of the tile is, per channel and image row (or column), one run of
     # consecutive positions: both frames' values joined, frame fastest, stored as one block whose
