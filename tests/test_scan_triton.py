@@ -157,6 +157,20 @@ def test_half_inputs_keep_float32_state(dtype, variant):
     check(out, ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("variant", ["default", "tl"] if HAS_CUDA else ["tl"])
+def test_half_output_is_the_float32_result_rounded_once(dtype, variant):
+    """out_dtype: the same float32 computation, each output rounded to the half type as it is stored
+    (so within half an ulp of it, not a half-precision scan)."""
+    args = make_inputs(1, 32, 300, 4, 16, seed=12, dtype=torch.float16)
+    full = run_checked(*args, config=VARIANTS[variant])
+    half = run_checked(*args, config=VARIANTS[variant], out_dtype=dtype)
+    assert half.dtype == dtype and half.shape == full.shape
+    assert torch.equal(half, full.to(dtype))
+    with pytest.raises(ValueError, match="out_dtype"):
+        selective_scan_triton(*args, out_dtype=torch.int32)
+
+
 @pytest.mark.parametrize("variant", ["default", "tl"] if HAS_CUDA else ["tl"])
 def test_non_contiguous_inputs(variant):
     u, delta, A, B, C, D, bias = make_inputs(2, 32, 120, 4, 16, seed=5)

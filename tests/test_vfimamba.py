@@ -796,3 +796,15 @@ def test_the_triton_hash_is_computed_once_in_a_thread_and_waited_for(monkeypatch
     triton_key.start()                               # once per process
     triton_key.wait()
     assert calls == ["triton-key", "done"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_scan_out_dtype_rounds_the_float32_result(backend):
+    if backend not in available_backends("cpu"):
+        pytest.skip(f"scan backend {backend!r} not available here")
+    args = _random_scan_inputs(1, 8, 16, 2, 70, seed=14)
+    full = selective_scan(*args, backend=backend)
+    half = selective_scan(*args, backend=backend, out_dtype=torch.float16)
+    assert half.dtype == torch.float16 and torch.equal(half, full.half())
+    with pytest.raises(ValueError, match="out= holds a float32 result"):
+        selective_scan(*args, backend=backend, out=torch.empty(1, 8, 70), out_dtype=torch.float16)

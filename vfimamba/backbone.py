@@ -184,7 +184,8 @@ class SS2D(nn.Module):
 
         cast = (lambda t: t) if self.half_scan and self.scan_backend in ("triton", "mamba_ssm") else (lambda t: t.float())
         delta = cast(dts).reshape(b, K * di, L)
-        args = (cast(xs).reshape(b, K * di, L), delta, -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs),
+        u = cast(xs).reshape(b, K * di, L)
+        args = (u, delta, -torch.exp(self.A_logs.float()), cast(Bs), cast(Cs),
                 self.Ds.float(), self.dt_projs_bias.float().reshape(-1))
         if (self.opaque_scan is None and self.scan_backend == "cpu" and delta.is_contiguous()
                 and not delta.requires_grad and not torch.compiler.is_compiling()):
@@ -192,7 +193,10 @@ class SS2D(nn.Module):
             # of delta would cost a page fault per 4 KiB of it
             y = scan.selective_scan(*args, delta_softplus=True, backend="cpu", out=delta)
         else:
-            y = (self.opaque_scan or scan.selective_scan)(*args, delta_softplus=True, backend=self.scan_backend)
+            # in the inputs' precision (half on the fast path): the scan still sums in float32, but
+            # writes half the bytes, and the merge reads half (the LayerNorm after it computes in float32)
+            y = (self.opaque_scan or scan.selective_scan)(*args, delta_softplus=True, backend=self.scan_backend,
+                                                          out_dtype=u.dtype)
         y = y.view(b, K, di, L)
         return kernels.cross_merge(y, H, W) if kernels else self._merge_torch(y, H, W)
 

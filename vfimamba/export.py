@@ -46,12 +46,13 @@ def register_ops() -> SimpleNamespace:
 
     @torch.library.custom_op(f"{NAMESPACE}::selective_scan", mutates_args=())
     def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
-                       D: torch.Tensor, delta_bias: torch.Tensor, delta_softplus: bool, backend: str) -> torch.Tensor:
-        return scan.selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend)
+                       D: torch.Tensor, delta_bias: torch.Tensor, delta_softplus: bool, backend: str,
+                       out_dtype: torch.dtype) -> torch.Tensor:
+        return scan.selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend, out_dtype=out_dtype)
 
     @selective_scan.register_fake
-    def _(u, delta, A, B, C, D, delta_bias, delta_softplus, backend):
-        return u.new_empty(u.shape, dtype=torch.float32)  # (b, d, l), float32 as selective_scan returns
+    def _(u, delta, A, B, C, D, delta_bias, delta_softplus, backend, out_dtype):
+        return u.new_empty(u.shape, dtype=out_dtype)  # (b, d, l), as selective_scan returns
 
     @torch.library.custom_op(f"{NAMESPACE}::grid_sample", mutates_args=())
     def grid_sample(img: torch.Tensor, grid: torch.Tensor, mode: str, padding_mode: str,
@@ -87,8 +88,8 @@ def register_ops() -> SimpleNamespace:
     def _(img, flow):
         return torch.empty_like(img, memory_format=torch.channels_last)  # warp_triton's output layout
 
-    def scan_op(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto"):
-        return selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend)
+    def scan_op(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto", out_dtype=torch.float32):
+        return selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend, out_dtype)
 
     def sampler_op(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
         return grid_sample(img, grid, mode, padding_mode, align_corners)

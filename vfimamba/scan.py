@@ -86,17 +86,21 @@ def resolve_backend(backend: str, device) -> str:
     return backend
 
 
-def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto", out=None):
-    """u, delta: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,) -> (b, d, l) float32.
+def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto", out=None,
+                   out_dtype=torch.float32):
+    """u, delta: (b, d, l); A: (d, n); B, C: (b, g, n, l); D, delta_bias: (d,) -> (b, d, l) in
+    out_dtype (computed in float32 by every backend; the Triton kernel rounds as it stores).
 
     out: a float32 tensor to hold the result (returned); it may be u or delta itself. The "cpu"
     backend writes into it directly, sparing a fresh output's page faults; the others copy into it.
     """
     name = resolve_backend(backend, u.device)
+    if out is not None and out_dtype != torch.float32:
+        raise ValueError("selective_scan: out= holds a float32 result; leave out_dtype float32 with it")
     if name == "cpu" and scan_cpu.supports(A, delta_softplus):
-        return scan_cpu.selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus, out=out)
+        return scan_cpu.selective_scan_cpu(u, delta, A, B, C, D, delta_bias, delta_softplus, out=out).to(out_dtype)
     if name == "triton":
-        y = _triton_fn()(u, delta, A, B, C, D, delta_bias, delta_softplus=delta_softplus)
+        y = _triton_fn()(u, delta, A, B, C, D, delta_bias, delta_softplus=delta_softplus, out_dtype=out_dtype)
     elif name == "mamba_ssm":
         y = _mamba_fn()(u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
                         D.float(), z=None, delta_bias=delta_bias.float(), delta_softplus=delta_softplus,
@@ -104,7 +108,7 @@ def selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backen
     else:
         y = _scan_torch(u, delta, A, B, C, D, delta_bias, delta_softplus)
     if out is None:
-        return y.float()
+        return y.to(out_dtype)
     scan_cpu.check_out(out, y.shape)
     return out.copy_(y)
 

@@ -10,7 +10,8 @@ and no last state::
 Shapes: ``u``, ``delta``: (b, d, l); ``A``: (d, n); ``B``, ``C``: (b, g, n, l) (group ``k`` owns
 channels ``k*d/g .. (k+1)*d/g - 1``) or (b, n, l) (one group); ``D``, ``delta_bias``: (d,) or None.
 ``u``/``delta``/``B``/``C`` may be float32, float16 or bfloat16; the state, every product and every
-sum are float32, and the output is float32 (b, d, l).
+sum are float32, and the output is float32 (b, d, l), or rounded once to ``out_dtype`` when asked
+(half the bytes written, and read again by whatever follows).
 
 Two kernels compute this; both keep one program per (channel or channel block, batch), walk the
 sequence in chunks and carry the (n,) state from chunk to chunk in registers, and both read u, delta,
@@ -124,7 +125,7 @@ def _selective_scan_fwd_kernel(
         y = tl.sum(h * Ct[None, :, :], axis=1)                       # (BD, BL)
         if HAS_D:
             y = y + u * Dv[:, None]
-        tl.store(out_row + offs_l[None, :], y, mask=m_dl)
+        tl.store(out_row + offs_l[None, :], y.to(out_ptr.dtype.element_ty), mask=m_dl)
         if CARRY_GATHER:
             idx = tl.full((BLOCK_D, BLOCK_N, 1), BLOCK_L - 1, tl.int32)
             carry = tl.reshape(tl.gather(h, idx, axis=2), (BLOCK_D, BLOCK_N))
@@ -214,6 +215,7 @@ if _gluon is not None:
         y = gl.sum(h * Ct, axis=0)                                # (T, K)
         if HAS_D:
             y = y + u * Dv
+        y = y.to(out_base.dtype.element_ty)
         if MASK_L:
             gl.store(out_base + p_tk, y, mask=m_tk)
         else:
@@ -319,8 +321,9 @@ def _gluon_geometry(cfg, block_n):
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, *,
-                          config=None):
-    """Selective-scan forward on CUDA through Triton; returns float32 (b, d, l).
+                          config=None, out_dtype=torch.float32):
+    """Selective-scan forward on CUDA through Triton; returns (b, d, l) in out_dtype (float32,
+    float16 or bfloat16; computed in float32 either way).
 
     See the module docstring for the shapes.  ``config`` overrides ``DEFAULT_CONFIG`` (the
     benchmark's sweep uses it): ``variant`` "gluon" (explicit layout; needs Triton >= 3.4) or "tl"
@@ -372,7 +375,9 @@ def selective_scan_triton(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
     A = A.float()
     Df = D.float().contiguous() if D is not None else None
     bias = delta_bias.float().contiguous() if delta_bias is not None else None
-    out = torch.empty((b, d, L), device=u.device, dtype=torch.float32)
+    if out_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"out_dtype must be float32, float16 or bfloat16, got {out_dtype}")
+    out = torch.empty((b, d, L), device=u.device, dtype=out_dtype)
     if out.numel() == 0:
         return out
 
