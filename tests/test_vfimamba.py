@@ -575,6 +575,85 @@ def test_set_fast_pads_the_cabs_and_undoes_it():
     assert all(m._padded is None for m in cabs)
 
 
+def test_conv_input_padding_changes_nothing():
+    """pad_input rounds a first convolution's input width (17 here) up to a multiple of 8 with zero
+    weights: an input with 7 zero channels added gives what the plain input gave, and the plain
+    input still takes the plain weight."""
+    from vfimamba.layers import conv_prelu, deconv_prelu
+    torch.manual_seed(0)
+    for block, cin in ((conv_prelu(17, 32), 17), (deconv_prelu(13, 16), 13)):
+        x = torch.randn(2, cin, 12, 16)
+        with torch.no_grad():
+            plain = block(x)
+            block.pad_input(8)
+            assert block.in_width == {17: 24, 13: 16}[cin]
+            w = block._in_weight
+            axis = 1 if cin == 17 else 0   # Conv2d weights are (out, in, ...), ConvTranspose2d's (in, out, ...)
+            assert w.shape[axis] == block.in_width and not w.narrow(axis, cin, block.in_width - cin).any()
+            padded = block(torch.cat([x, torch.zeros(2, block.in_width - cin, 12, 16)], 1))
+            again = block(x)
+        assert torch.allclose(padded, plain, atol=1e-5, rtol=0), (padded - plain).abs().max()
+        assert torch.equal(again, plain)
+        block.pad_input(None)
+        assert block._in_weight is None and block.in_width == cin
+
+
+def test_join_converts_and_pads_only_on_the_fast_path():
+    """join() builds a convolution's input: a plain float32 cat on the exact path; channels-last in
+    the weights' half precision with zero channels up to in_width on the fast path, every part's
+    values as the convolution's own cast would have made them."""
+    from vfimamba.layers import conv_prelu, join
+    torch.manual_seed(0)
+    parts = [torch.rand(1, 13, 6, 10), torch.randn(1, 4, 6, 10) * 30]
+    block = conv_prelu(17, 32)
+    block.pad_input(8)
+    exact = join(parts, block)
+    assert exact.dtype == torch.float32 and torch.equal(exact, torch.cat(parts, 1))
+    block.to(memory_format=torch.channels_last).to(torch.bfloat16)
+    block.pad_input(8)
+    fast = join(parts, block)
+    assert fast.shape == (1, 24, 6, 10) and fast.dtype == torch.bfloat16
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast[:, :17], torch.cat(parts, 1).to(torch.bfloat16)) and not fast[:, 17:].any()
+    block.float()   # float32 channels-last weights under autocast: the autocast dtype
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert join(parts, block).dtype == torch.bfloat16
+
+
+def test_set_fast_pads_the_odd_conv_inputs_and_undoes_it():
+    """On the fast path every ConvPReLU whose first convolution has an odd input width (the images
+    into the backbone, the flow heads', IFBlocks' and refiner's stacked inputs) gets that many
+    channels, the extra ones zero, and the frame is what it is without the padding up to the half
+    precision's rounding; set_fast(False, False) takes the padding away."""
+    from vfimamba.layers import ConvPReLU
+    torch.manual_seed(0)
+    net = VFIMambaNet(Config(16)).eval()
+    x = torch.rand(1, 6, 64, 96).contiguous(memory_format=torch.channels_last)
+    seen = {}
+    for name, m in net.named_modules():
+        if isinstance(m, ConvPReLU):
+            m.register_forward_pre_hook(lambda m, a, name=name: seen.__setitem__(
+                name, (a[0].shape[1], m[0].in_channels, a[0].dtype, bool(a[0][:, m[0].in_channels:].any()))))
+    outs = {}
+    for pad in (False, True):
+        net.set_fast(half_scan=False, channels_last=True, pad_cabs=pad, weight_dtype=torch.bfloat16)
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs[pad] = net(x)[-1].float()
+        odd = {k: v for k, v in seen.items() if v[1] % 8}
+        assert set(odd) == {"feature_bone.block0.conv", "block.0.conv.0", "block.1.conv.0", "local_block.0.conv0.0",
+                            "local_block.1.conv0.0", "unet.down0.conv1"}
+        if pad:
+            assert all(width == -(-cin // 8) * 8 and dtype == torch.bfloat16 and not nonzero
+                       for width, cin, dtype, nonzero in odd.values()), odd
+        else:
+            assert all(width == cin for width, cin, _, _ in odd.values()), odd
+    diff = (outs[True] - outs[False]).abs()
+    assert diff.mean() < 0.5 / 255 and diff.max() < 8 / 255, (diff.mean(), diff.max())
+    net.set_fast(False, False)
+    assert all(m._in_weight is None for m in net.modules() if isinstance(m, ConvPReLU))
+
+
 def test_set_fast_keeps_half_weights_and_gives_the_float32_ones_back():
     """weight_dtype=float16: every convolution's and projection's weight and bias (what autocast
     would cast) in half precision, norms, slopes, skip scales and the scan's parameters untouched;

@@ -3,11 +3,10 @@
 Every head predicts 5 channels: the flows from the target time to frame0 (0:2) and to frame1 (2:4),
 in pixels of the full input, and the logit of the blending mask (4). Each stage adds a residual.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import conv_prelu
+from .layers import conv_prelu, join
 
 
 def _resize(x, factor):
@@ -31,11 +30,12 @@ class Head(nn.Module):
         feat = self.upsample(feat)
         if self.scale != 4:
             x = _resize(x, 4.0 / self.scale)
+        parts = [feat, x]
         if flow is not None:
             if self.scale != 4:
                 flow = _resize(flow, 4.0 / self.scale) * (4.0 / self.scale)
-            x = torch.cat([x, flow], 1)
-        out = self.conv(torch.cat([feat, x], 1))
+            parts.append(flow)
+        out = self.conv(join(parts, self.conv[0]))
         if self.scale != 4:
             out = _resize(out, self.scale // 4)
             return out[:, :4] * (self.scale // 4), out[:, 4:5]
@@ -57,7 +57,7 @@ class IFBlock(nn.Module):
         if s != 1:
             x = _resize(x, 1.0 / s)
             flow = _resize(flow, 1.0 / s) * (1.0 / s)
-        x = self.conv0(torch.cat([x, flow], 1))
+        x = self.conv0(join([x, flow], self.conv0[0]))
         x = self.convblock(x) + x
         out = _resize(self.lastconv(x), s * 2)
         return out[:, :4] * (s * 2), out[:, 4:5]

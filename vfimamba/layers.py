@@ -40,23 +40,48 @@ class ConvPReLU(nn.Sequential):
 
     fused_act = True
     fuse_min_elements = FUSE_MIN_ELEMENTS
+    # The first convolution's weight with zero input channels added (pad_input), or None. It is used
+    # for inputs that come with those extra (zero) channels: see join().
+    _in_weight = None
+
+    @property
+    def in_width(self) -> int:
+        """How many channels an input should have: the first convolution's, or more while pad_input
+        holds (the extra ones zero; join() makes such inputs)."""
+        return self[0].in_channels if self._in_weight is None else self._in_weight.shape[1]
+
+    def pad_input(self, multiple: int | None):
+        """Round the first convolution's input width (3 images, 17, 50, 71 or 81 channels of
+        stacked images, flows and features) up to a multiple of `multiple` with zero weights (None:
+        back to the plain weight). An input with the extra channels all zero gives the same sums;
+        fp16 tensor-core convolutions in NHWC then need no padded copy of it, which cuDNN makes
+        otherwise in every call (nhwcAddPaddingKernel)."""
+        conv = self[0]
+        extra = -conv.in_channels % multiple if multiple else 0
+        if not extra or conv.groups != 1 or conv.padding_mode != "zeros":
+            self._in_weight = None
+            return
+        w = conv.weight.detach()
+        mf = torch.channels_last if w.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        # Conv2d weights are (out, in, kh, kw), ConvTranspose2d's (in, out, kh, kw)
+        pad = (0, 0, 0, 0, 0, extra) if isinstance(conv, nn.Conv2d) else (0, 0, 0, 0, 0, 0, 0, extra)
+        self._in_weight = F.pad(w, pad).contiguous(memory_format=mf)
 
     def forward(self, x):
         mods = list(self)
         i = 0
         while i < len(mods):
             conv = mods[i]
+            weight = conv.weight
+            if i == 0 and self._in_weight is not None and x.shape[1] == self._in_weight.shape[1] != conv.in_channels:
+                weight = self._in_weight
             act = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.PReLU) else None
             kernels = triton_kernels("act_triton") if act is not None and self._fuse(x, conv, act) else None
             if kernels is None:
-                x = conv(x)
+                x = conv(x) if weight is conv.weight else _conv(conv, x, weight, conv.bias)
                 i += 1
                 continue
-            if isinstance(conv, nn.ConvTranspose2d):
-                y = F.conv_transpose2d(x, conv.weight, None, conv.stride, conv.padding, conv.output_padding,
-                                       conv.groups, conv.dilation)
-            else:
-                y = F.conv2d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+            y = _conv(conv, x, weight, None)
             if y.is_contiguous(memory_format=torch.channels_last):
                 x = kernels.bias_prelu_(y, conv.bias, act.weight)
             else:   # the convolution chose another layout: PyTorch's ops, the same values
@@ -72,6 +97,40 @@ class ConvPReLU(nn.Sequential):
                 and conv.padding_mode == "zeros" and act.weight.numel() == conv.out_channels
                 and not torch.compiler.is_compiling() and not torch.is_grad_enabled()
                 and _out_elements(conv, x) >= self.fuse_min_elements)
+
+
+def _conv(conv, x, weight, bias):
+    """What `conv` (nn.Conv2d or nn.ConvTranspose2d) does to x, with this weight and bias."""
+    if isinstance(conv, nn.ConvTranspose2d):
+        return F.conv_transpose2d(x, weight, bias, conv.stride, conv.padding, conv.output_padding,
+                                  conv.groups, conv.dilation)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def join(parts, conv: ConvPReLU):
+    """torch.cat(parts, 1) as `conv` reads it best. On the fast path (channels-last weights, in
+    half precision or run under autocast to it) that is channels-last in the precision the
+    convolution computes in, with zero channels after the parts up to conv.in_width: float32 parts
+    (the images, mask and flow) are converted as they are copied in, to the values the
+    convolution's own cast would have made, and cuDNN gets a width it needs no padded copy of.
+    Otherwise (the exact float32 path) a plain cat."""
+    weight, device = conv[0].weight, parts[0].device
+    dtype = weight.dtype
+    if dtype == torch.float32 and torch.is_autocast_enabled(device.type):
+        dtype = torch.get_autocast_dtype(device.type)
+    if dtype not in (torch.float16, torch.bfloat16) or not weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.cat(parts, 1)
+    n, _, h, w = parts[0].shape
+    channels = sum(t.shape[1] for t in parts)
+    out = torch.empty((n, max(channels, conv.in_width), h, w), dtype=dtype, device=device,
+                      memory_format=torch.channels_last)
+    start = 0
+    for t in parts:
+        out.narrow(1, start, t.shape[1]).copy_(t)
+        start += t.shape[1]
+    if start < out.shape[1]:
+        out.narrow(1, start, out.shape[1] - start).zero_()
+    return out
 
 
 def _out_elements(conv, x) -> int:

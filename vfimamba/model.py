@@ -92,7 +92,9 @@ class VFIMambaNet(nn.Module):
         """Fast-path switches. half_scan: under autocast, the scan gets its inputs in half precision
         (its state stays float32). channels_last: weights and conv activations in NHWC, which also
         removes the backbone's NHWC<->NCHW copies, and (unless pad_cabs is False) the CABs' hidden
-        widths rounded up to a multiple of 8. weight_dtype: the convolutions' and projections'
+        widths and the odd input widths of the first convolutions of the backbone, the flow heads,
+        the IFBlocks and the refiner rounded up to a multiple of 8 (zero weights; their inputs
+        then come with zero channels added, see layers.join). weight_dtype: the convolutions' and projections'
         weights and biases kept in that dtype, for running under autocast to it (which would
         otherwise cast each of them again in every forward: 171 small kernels a VFIMamba frame);
         the float32 values are kept aside and come back with weight_dtype=None. All off = the exact
@@ -115,6 +117,8 @@ class VFIMambaNet(nn.Module):
         for m in self.modules():  # after the weights: the padded copies are made from them
             if isinstance(m, CAB):
                 m.pad_hidden(8 if channels_last and pad_cabs else None)
+            if isinstance(m, ConvPReLU):
+                m.pad_input(8 if channels_last and pad_cabs else None)
         self.channels_last = channels_last
         self._fast_settings = settings
         self.fast_generation += 1

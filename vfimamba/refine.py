@@ -3,7 +3,7 @@ residual added to the mask-blended frame."""
 import torch
 import torch.nn as nn
 
-from .layers import conv_prelu, deconv_prelu
+from .layers import conv_prelu, deconv_prelu, join
 
 
 class Conv2(nn.Module):
@@ -14,17 +14,6 @@ class Conv2(nn.Module):
 
     def forward(self, x):
         return self.conv2(self.conv1(x))
-
-
-def _join(parts, like):
-    """torch.cat(parts, 1), in the dtype and layout of `like` when that is a half-precision
-    channels-last map (the fast path): the images, mask and flow (float32) are converted first, so the
-    result is what the next convolution reads as it is. Otherwise (float32: the exact path) a plain
-    cat. The values are those the convolution's own cast would have made."""
-    if like.dtype in (torch.float16, torch.bfloat16) and like.is_contiguous(memory_format=torch.channels_last):
-        parts = [t if t.dtype == like.dtype else t.to(like.dtype) for t in parts]
-        return torch.cat([t.contiguous(memory_format=torch.channels_last) for t in parts], 1)
-    return torch.cat(parts, 1)
 
 
 class Unet(nn.Module):
@@ -44,12 +33,12 @@ class Unet(nn.Module):
         self.conv = nn.Conv2d(c, out, 3, 1, 1)
 
     def forward(self, img0, img1, warped0, warped1, mask, flow, c0, c1):
-        s0 = self.down0(_join([img0, img1, warped0, warped1, mask, flow, c0[0], c1[0]], c0[0]))
-        s1 = self.down1(_join([s0, c0[1], c1[1]], c0[1]))
-        s2 = self.down2(_join([s1, c0[2], c1[2]], c0[2]))
-        s3 = self.down3(_join([s2, c0[3], c1[3]], c0[3]))
-        x = self.up0(_join([s3, c0[4], c1[4]], c0[4]))
-        x = self.up1(_join([x, s2], s2))
-        x = self.up2(_join([x, s1], s1))
-        x = self.up3(_join([x, s0], s0))
+        s0 = self.down0(join([img0, img1, warped0, warped1, mask, flow, c0[0], c1[0]], self.down0.conv1))
+        s1 = self.down1(join([s0, c0[1], c1[1]], self.down1.conv1))
+        s2 = self.down2(join([s1, c0[2], c1[2]], self.down2.conv1))
+        s3 = self.down3(join([s2, c0[3], c1[3]], self.down3.conv1))
+        x = self.up0(join([s3, c0[4], c1[4]], self.up0))
+        x = self.up1(join([x, s2], self.up1))
+        x = self.up2(join([x, s1], self.up2))
+        x = self.up3(join([x, s0], self.up3))
         return torch.sigmoid(self.conv(x))
