@@ -654,6 +654,31 @@ def test_set_fast_pads_the_odd_conv_inputs_and_undoes_it():
     assert all(m._in_weight is None for m in net.modules() if isinstance(m, ConvPReLU))
 
 
+def test_layout_kernels_refuse_a_triton_whose_flip_is_not_exact(monkeypatch):
+    """Before Triton 3.3, tl.flip (which the cross-scan uses) summed values times 0 or 1 in their own
+    float type (-0 became +0, inf became NaN): layout_triton then refuses to load, so that SS2D keeps
+    its PyTorch layout ops, and says which version it needs."""
+    import importlib
+    import types
+    # the package's attribute too, which an import sets: later tests get the real module back
+    monkeypatch.setattr(vfimamba, "layout_triton", None, raising=False)
+    for version, loads in (("3.2.0", False), ("3.3.1", True)):
+        fake = types.ModuleType("triton")
+        fake.__version__ = version
+        fake.language = types.ModuleType("triton.language")
+        fake.jit = lambda fn: fn
+        monkeypatch.setitem(sys.modules, "triton", fake)
+        monkeypatch.setitem(sys.modules, "triton.language", fake.language)
+        monkeypatch.setitem(sys.modules, "vfimamba.triton_launch", types.SimpleNamespace(launching=None))
+        monkeypatch.delitem(sys.modules, "vfimamba.layout_triton", raising=False)
+        if loads:
+            assert importlib.import_module("vfimamba.layout_triton").MIN_TRITON == (3, 3)
+        else:
+            with pytest.raises(ImportError, match=r"needs Triton 3\.3 or newer \(have 3\.2\.0\)"):
+                importlib.import_module("vfimamba.layout_triton")
+    monkeypatch.delitem(sys.modules, "vfimamba.layout_triton", raising=False)
+
+
 def test_set_fast_keeps_half_weights_and_gives_the_float32_ones_back():
     """weight_dtype=float16: every convolution's and projection's weight and bias (what autocast
     would cast) in half precision, norms, slopes, skip scales and the scan's parameters untouched;

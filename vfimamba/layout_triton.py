@@ -21,6 +21,8 @@ f*b + i; position p = h*W + w):
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import triton
 import triton.language as tl
@@ -28,6 +30,15 @@ import triton.language as tl
 from .triton_launch import launching
 
 __all__ = ["cross_scan", "cross_merge"]
+
+# The cross-scan reverses blocks with tl.flip, which moves bits exactly from Triton 3.3 on. Before,
+# it multiplied by 0 or 1 and summed in the values' own float type, which turns -0 into +0 and
+# inf into NaN. With an older Triton this module refuses to load (layers.triton_kernels then gives
+# None) and SS2D keeps its PyTorch layout ops: the same values, more passes.
+MIN_TRITON = (3, 3)
+if tuple(int(v) for v in re.findall(r"\d+", triton.__version__)[:2]) < MIN_TRITON:
+    raise ImportError(f"layout_triton needs Triton {'.'.join(map(str, MIN_TRITON))} or newer "
+                      f"(have {triton.__version__})")
 
 # A tile: 16 x 16 pixels of 16 channels for the merge (the fastest of the sizes tried on an H200 at
 # VFIMamba's stage-3 and stage-4 shapes of 720p and 1080p); the cross-scan takes 16 x 32 pixels
