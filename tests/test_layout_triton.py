@@ -7,12 +7,16 @@ equal bit for bit.
 """
 from __future__ import annotations
 
+import re
 
 import pytest
 import torch
 from conftest import triton_device
 
 DEVICE, HAS_CUDA, INTERPRET = triton_device()
+import triton  # noqa: E402  (triton_device has skipped the module where it is missing)
+if tuple(int(v) for v in re.findall(r"\d+", triton.__version__)[:2]) < (3, 3):  # see layout_triton.MIN_TRITON
+    pytest.skip(f"layout_triton needs Triton 3.3 or newer (have {triton.__version__})", allow_module_level=True)
 
 from vfimamba import layout_triton  # noqa: E402
 from vfimamba.backbone import SS2D, VSSBlock  # noqa: E402

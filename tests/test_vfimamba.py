@@ -654,13 +654,52 @@ def test_set_fast_pads_the_odd_conv_inputs_and_undoes_it():
     assert all(m._in_weight is None for m in net.modules() if isinstance(m, ConvPReLU))
 
 
+def test_padded_copies_follow_loaded_weights_and_moves():
+    """The padded copies of the fast path (the CABs' hidden widths, the odd input widths) take a
+    state dict loaded into the net, in place (a captured CUDA graph keeps reading the same memory),
+    and go wherever .to() takes the weights."""
+    from vfimamba.backbone import CAB
+    from vfimamba.layers import ConvPReLU
+    torch.manual_seed(0)
+    net = VFIMambaNet(Config(8)).eval()
+    other = VFIMambaNet(Config(8)).eval()   # other random weights
+    net.set_fast(half_scan=False, channels_last=True, weight_dtype=torch.bfloat16)
+    convs = {n: m for n, m in net.named_modules() if isinstance(m, ConvPReLU) and m._in_weight is not None}
+    cabs = {n: m for n, m in net.named_modules() if isinstance(m, CAB) and m._padded is not None}
+    assert len(convs) == 6 and cabs
+    memory = [m._in_weight.data_ptr() for m in convs.values()] + [m._padded[0].data_ptr() for m in cabs.values()]
+    net.load_state_dict(other.state_dict())
+    assert [m._in_weight.data_ptr() for m in convs.values()] + [m._padded[0].data_ptr() for m in cabs.values()] == memory
+    for name, m in convs.items():
+        cin, want = m[0].in_channels, other.get_submodule(name)[0].weight.to(torch.bfloat16)
+        assert torch.equal(m._in_weight[:, :cin], want) and not m._in_weight[:, cin:].any(), name
+    for name, m in cabs.items():
+        hidden, theirs = m.cab[0].out_channels, other.get_submodule(name).cab
+        assert torch.equal(m._padded[0][:hidden], theirs[0].weight.to(torch.bfloat16)), name
+        assert torch.equal(m._padded[1][:hidden], theirs[0].bias.to(torch.bfloat16)), name
+        assert torch.equal(m._padded[2][:, :hidden], theirs[2].weight.to(torch.bfloat16)), name
+    net.to(torch.float64)
+    assert all(m._in_weight.dtype == torch.float64 for m in convs.values())
+    assert all(t.dtype == torch.float64 for m in cabs.values() for t in m._padded)
+
+
+def test_join_refuses_parts_that_do_not_fit():
+    from vfimamba.layers import conv_prelu, join
+    block = conv_prelu(7, 16).to(memory_format=torch.channels_last).to(torch.bfloat16)
+    block.pad_input(8)
+    with pytest.raises(ValueError, match="differ in batch, size or device"):
+        join([torch.rand(1, 3, 6, 10), torch.rand(1, 4, 6, 1)], block)   # cat would refuse; copy_ would broadcast
+
+
 def test_layout_kernels_refuse_a_triton_whose_flip_is_not_exact(monkeypatch):
     """Before Triton 3.3, tl.flip (which the cross-scan uses) summed values times 0 or 1 in their own
     float type (-0 became +0, inf became NaN): layout_triton then refuses to load, so that SS2D keeps
     its PyTorch layout ops, and says which version it needs."""
     import importlib
     import types
-    # the package's attribute too, which an import sets: later tests get the real module back
+    # What an import sets, the module's entry and the package's attribute, is put back as it was
+    # (the real module, or none) when the test ends: later tests never see the stubbed one.
+    monkeypatch.setitem(sys.modules, "vfimamba.layout_triton", None)
     monkeypatch.setattr(vfimamba, "layout_triton", None, raising=False)
     for version, loads in (("3.2.0", False), ("3.3.1", True)):
         fake = types.ModuleType("triton")
@@ -670,13 +709,12 @@ def test_layout_kernels_refuse_a_triton_whose_flip_is_not_exact(monkeypatch):
         monkeypatch.setitem(sys.modules, "triton", fake)
         monkeypatch.setitem(sys.modules, "triton.language", fake.language)
         monkeypatch.setitem(sys.modules, "vfimamba.triton_launch", types.SimpleNamespace(launching=None))
-        monkeypatch.delitem(sys.modules, "vfimamba.layout_triton", raising=False)
+        sys.modules.pop("vfimamba.layout_triton", None)
         if loads:
             assert importlib.import_module("vfimamba.layout_triton").MIN_TRITON == (3, 3)
         else:
             with pytest.raises(ImportError, match=r"needs Triton 3\.3 or newer \(have 3\.2\.0\)"):
                 importlib.import_module("vfimamba.layout_triton")
-    monkeypatch.delitem(sys.modules, "vfimamba.layout_triton", raising=False)
 
 
 def test_set_fast_keeps_half_weights_and_gives_the_float32_ones_back():

@@ -49,6 +49,7 @@ class CAB(nn.Module):
             ChannelAttention(dim, squeeze),
         )
         self._padded = None  # (w0, b0, w2): the two convs with the hidden width rounded up, or None
+        self.register_load_state_dict_post_hook(CAB._weights_loaded)  # after the convs' weights
 
     def pad_hidden(self, multiple: int | None):
         """Round the hidden width (dim // 3: 85, 170 in VFIMamba) up to a multiple of `multiple` with
@@ -66,6 +67,25 @@ class CAB(nn.Module):
         b0 = F.pad(conv0.bias.detach(), (0, extra))
         w2 = F.pad(conv2.weight.detach(), (0, 0, 0, 0, 0, extra)).contiguous(memory_format=mf)
         self._padded = (w0, b0, w2)
+
+    def _weights_loaded(self, incompatible_keys=None):
+        # A state dict loaded into the convs reaches the padded copies, in place (a CUDA graph
+        # captured before keeps reading them).
+        if self._padded is not None:
+            conv0, conv2 = self.cab[0], self.cab[2]
+            w0, b0, w2 = self._padded
+            hidden = conv0.out_channels
+            with torch.no_grad():
+                w0[:hidden].copy_(conv0.weight)
+                b0[:hidden].copy_(conv0.bias)
+                w2[:, :hidden].copy_(conv2.weight)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .half() and the like move and convert the padded copies with the convs
+        out = super()._apply(fn, *args, **kwargs)
+        if self._padded is not None:
+            self._padded = tuple(fn(t) for t in self._padded)
+        return out
 
     def forward(self, x):
         if self._padded is None:

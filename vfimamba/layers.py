@@ -40,6 +40,10 @@ class ConvPReLU(nn.Sequential):
 
     fused_act = True
     fuse_min_elements = FUSE_MIN_ELEMENTS
+
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        self.register_load_state_dict_post_hook(ConvPReLU._weight_loaded)  # after the children's weights
     # The first convolution's weight with zero input channels added (pad_input), or None. It is used
     # for inputs that come with those extra (zero) channels: see join().
     _in_weight = None
@@ -63,9 +67,26 @@ class ConvPReLU(nn.Sequential):
             return
         w = conv.weight.detach()
         mf = torch.channels_last if w.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        # Conv2d weights are (out, in, kh, kw), ConvTranspose2d's (in, out, kh, kw)
-        pad = (0, 0, 0, 0, 0, extra) if isinstance(conv, nn.Conv2d) else (0, 0, 0, 0, 0, 0, 0, extra)
+        pad = [0] * 8
+        pad[7 - 2 * self._input_axis()] = extra  # F.pad lists dimensions from the last one
         self._in_weight = F.pad(w, pad).contiguous(memory_format=mf)
+
+    def _input_axis(self) -> int:
+        return 1 if isinstance(self[0], nn.Conv2d) else 0  # Conv2d: (out, in, ...); ConvTranspose2d: (in, out, ...)
+
+    def _weight_loaded(self, incompatible_keys=None):
+        # A state dict loaded into the weight reaches the padded copy, in place: a CUDA graph
+        # captured before keeps reading the same memory, now with the new values.
+        if self._in_weight is not None:
+            with torch.no_grad():
+                self._in_weight.narrow(self._input_axis(), 0, self[0].in_channels).copy_(self[0].weight)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to(), .cuda(), .half() and the like move and convert the padded copy with the weight
+        out = super()._apply(fn, *args, **kwargs)
+        if self._in_weight is not None:
+            self._in_weight = fn(self._in_weight)
+        return out
 
     def forward(self, x):
         mods = list(self)
@@ -115,12 +136,13 @@ def join(parts, conv: ConvPReLU):
     convolution's own cast would have made, and cuDNN gets a width it needs no padded copy of.
     Otherwise (the exact float32 path) a plain cat."""
     weight, device = conv[0].weight, parts[0].device
-    dtype = weight.dtype
-    if dtype == torch.float32 and torch.is_autocast_enabled(device.type):
-        dtype = torch.get_autocast_dtype(device.type)
+    # under autocast the convolution computes in autocast's dtype, whatever its weight's
+    dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else weight.dtype
     if dtype not in (torch.float16, torch.bfloat16) or not weight.is_contiguous(memory_format=torch.channels_last):
-        return torch.cat(parts, 1)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
     n, _, h, w = parts[0].shape
+    if any(t.dim() != 4 or t.shape[0] != n or t.shape[2:] != (h, w) or t.device != device for t in parts):
+        raise ValueError(f"join: parts {[tuple(t.shape) for t in parts]} differ in batch, size or device")
     channels = sum(t.shape[1] for t in parts)
     out = torch.empty((n, max(channels, conv.in_width), h, w), dtype=dtype, device=device,
                       memory_format=torch.channels_last)
