@@ -392,13 +392,14 @@ def main(argv=None) -> int:
     say = (lambda *a: None) if opts.quiet else _say
     model = _Model(opts, say)
     try:
-        model.start()    # before the rest of the pipeline is imported: the model's process starts at once
-        if opts.jobs:
-            if opts.input or opts.output:
-                raise UserError("--jobs takes --input and --output from each job's line, not the command line")
-            with terminate_as_interrupt():
+        # SIGTERM and SIGHUP clean up as Ctrl-C does, from before the model's process starts (a
+        # signal between its start and the handlers would kill the command on the spot)
+        with terminate_as_interrupt():
+            model.start()    # before the rest of the pipeline is imported: the model's process starts at once
+            if opts.jobs:
+                if opts.input or opts.output:
+                    raise UserError("--jobs takes --input and --output from each job's line, not the command line")
                 return run_jobs(parser, opts, say, model)
-        with terminate_as_interrupt():   # SIGTERM and SIGHUP clean up as Ctrl-C does
             run_one(opts, model, not opts.quiet, say)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
