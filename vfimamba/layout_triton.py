@@ -49,6 +49,25 @@ SCAN_TILE_W, SCAN_WARPS = 32, 8
 
 
 @triton.jit
+def _store_runs(x0, x1, fwd, rev, dm, L, a0, A, sa, b0, NB, sb,
+                BD: tl.constexpr, TA: tl.constexpr, TB: tl.constexpr):
+    """One direction pair of the cross-scan for a tile: a (channel, a, b) block of both frames,
+    where b is the image axis along which the direction runs (w for the row-major ones, h for the
+    column-major ones: NB pixels, stride sb) and a the other (A pixels, stride sa). Each (channel, a)
+    is one run of 2 * TB consecutive positions, the frame fastest, stored at `fwd` and, flipped, at
+    `rev` (the reversed direction), both at a base plus an arange."""
+    a = a0 + tl.arange(0, TA)[None, :, None]
+    b = b0 + tl.arange(0, TB)[None, None, :]
+    k = tl.arange(0, 2 * TB)[None, None, :]
+    mask = dm & (a < A) & (b < NB)
+    src = a * sa + b * sb
+    v = tl.reshape(tl.join(tl.load(x0 + src, mask=mask), tl.load(x1 + src, mask=mask)), (BD, TA, 2 * TB))
+    start = 2 * (a * NB + b0)
+    tl.store(fwd + start + k, v, mask=dm & (a < A) & (b0 + k // 2 < NB))
+    tl.store(rev + (L - 2 * TB - start) + k, tl.flip(v, 2), mask=dm & (a < A) & (b0 + (2 * TB - 1 - k) // 2 < NB))
+
+
+@triton.jit
 def _cross_scan_kernel(x_ptr, xs_ptr, B, D, H, W, sx0, sx1, sx2, sx3,
                        BD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr):
     tile = tl.program_id(0)
@@ -68,28 +87,9 @@ def _cross_scan_kernel(x_ptr, xs_ptr, B, D, H, W, sx0, sx1, sx2, sx3,
     # offsets are a base plus an arange, so that the compiler sees the runs and writes vectors; the
     # reversed directions store the block flipped, again at ascending addresses. (The first version
     # computed each element's position from a flat index, which hid the runs: 1.5x the time.)
-    r = tl.arange(0, 2 * TW)[None, None, :]
-    c = tl.arange(0, 2 * TH)[None, None, :]
-    # row-major: (channel, image row, pixel in the row)
-    h = h0 + tl.arange(0, TH)[None, :, None]
-    w = w0 + tl.arange(0, TW)[None, None, :]
-    mask = dm & (h < H) & (w < W)
-    src = h * sx2 + w * sx3
-    v = tl.reshape(tl.join(tl.load(x0 + src, mask=mask), tl.load(x1 + src, mask=mask)), (BD, TH, 2 * TW))
-    start = 2 * (h * W + w0)
-    tl.store(out + start + r, v, mask=dm & (h < H) & (w0 + r // 2 < W))
-    v = tl.flip(v, 2)  # the reversed direction: the same run backwards
-    tl.store(out + 2 * D * L + (L - 2 * TW - start) + r, v, mask=dm & (h < H) & (w0 + (2 * TW - 1 - r) // 2 < W))
-    # column-major: (channel, image column, pixel in the column), the tile read again (from the cache)
-    w = w0 + tl.arange(0, TW)[None, :, None]
-    h = h0 + tl.arange(0, TH)[None, None, :]
-    mask = dm & (h < H) & (w < W)
-    src = h * sx2 + w * sx3
-    v = tl.reshape(tl.join(tl.load(x0 + src, mask=mask), tl.load(x1 + src, mask=mask)), (BD, TW, 2 * TH))
-    start = 2 * (w * H + h0)
-    tl.store(out + D * L + start + c, v, mask=dm & (w < W) & (h0 + c // 2 < H))
-    v = tl.flip(v, 2)
-    tl.store(out + 3 * D * L + (L - 2 * TH - start) + c, v, mask=dm & (w < W) & (h0 + (2 * TH - 1 - c) // 2 < H))
+    # Row-major (directions 0 and 2), then column-major (1 and 3) with the tile read again (from the cache).
+    _store_runs(x0, x1, out, out + 2 * D * L, dm, L, h0, H, sx2, w0, W, sx3, BD, TH, TW)
+    _store_runs(x0, x1, out + D * L, out + 3 * D * L, dm, L, w0, W, sx3, h0, H, sx2, BD, TW, TH)
 
 
 @triton.jit
