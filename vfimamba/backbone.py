@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import scan
-from .layers import TRITON_BACKENDS, ConvPReLU, join, triton_kernels
+from .layers import TRITON_BACKENDS, ConvPReLU, PaddedCopies, join, triton_kernels
 
 
 class ChannelAttention(nn.Module):
@@ -34,11 +34,13 @@ class ChannelAttention(nn.Module):
         return x * self.attention(x)
 
 
-class CAB(nn.Module):
+class CAB(PaddedCopies):
     """Convolutional attention block used as the second branch of each SSM block.
 
     Widths use floor division (dim // 3, dim // 30), which the checkpoints depend on.
     """
+
+    _padded_attrs = ("_padded",)
 
     def __init__(self, dim, compress=3, squeeze=30):
         super().__init__()
@@ -49,7 +51,6 @@ class CAB(nn.Module):
             ChannelAttention(dim, squeeze),
         )
         self._padded = None  # (w0, b0, w2): the two convs with the hidden width rounded up, or None
-        self.register_load_state_dict_post_hook(CAB._weights_loaded)  # after the convs' weights
 
     def pad_hidden(self, multiple: int | None):
         """Round the hidden width (dim // 3: 85, 170 in VFIMamba) up to a multiple of `multiple` with
@@ -68,24 +69,13 @@ class CAB(nn.Module):
         w2 = F.pad(conv2.weight.detach(), (0, 0, 0, 0, 0, extra)).contiguous(memory_format=mf)
         self._padded = (w0, b0, w2)
 
-    def _weights_loaded(self, incompatible_keys=None):
-        # A state dict loaded into the convs reaches the padded copies, in place (a CUDA graph
-        # captured before keeps reading them).
-        if self._padded is not None:
-            conv0, conv2 = self.cab[0], self.cab[2]
-            w0, b0, w2 = self._padded
-            hidden = conv0.out_channels
-            with torch.no_grad():
-                w0[:hidden].copy_(conv0.weight)
-                b0[:hidden].copy_(conv0.bias)
-                w2[:, :hidden].copy_(conv2.weight)
-
-    def _apply(self, fn, *args, **kwargs):
-        # .to(), .cuda(), .half() and the like move and convert the padded copies with the convs
-        out = super()._apply(fn, *args, **kwargs)
-        if self._padded is not None:
-            self._padded = tuple(fn(t) for t in self._padded)
-        return out
+    def _mirrors(self):
+        if self._padded is None:
+            return ()
+        conv0, conv2 = self.cab[0], self.cab[2]
+        w0, b0, w2 = self._padded
+        hidden = conv0.out_channels
+        return (w0[:hidden], conv0.weight), (b0[:hidden], conv0.bias), (w2[:, :hidden], conv2.weight)
 
     def forward(self, x):
         if self._padded is None:

@@ -28,7 +28,41 @@ def triton_kernels(name: str):
     return _TRITON_MODULES[name]
 
 
-class ConvPReLU(nn.Sequential):
+class PaddedCopies(nn.Module):
+    """For modules that keep zero-padded copies of some of their weights (the fast path's widths
+    rounded up for fp16 tensor cores): the copies follow what the weights go through. A state dict
+    loaded into the weights reaches them in place, so that a CUDA graph captured before keeps
+    reading the same memory, now with the new values; .to(), .cuda(), .half() and the like move and
+    convert them with the weights. A subclass names the attributes that hold them (a tensor, a
+    tuple of tensors, or None) and says which part of each copy mirrors which weight."""
+
+    _padded_attrs: tuple = ()
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.register_load_state_dict_post_hook(PaddedCopies._weights_loaded)  # after the children's weights
+
+    def _mirrors(self):
+        """(the part of a padded copy, the weight it holds) pairs; none while nothing is padded."""
+        return ()
+
+    def _weights_loaded(self, incompatible_keys=None):
+        with torch.no_grad():
+            for part, weight in self._mirrors():
+                part.copy_(weight)
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        for name in self._padded_attrs:
+            held = getattr(self, name)
+            if isinstance(held, torch.Tensor):
+                setattr(self, name, fn(held))
+            elif held is not None:
+                setattr(self, name, tuple(fn(t) for t in held))
+        return out
+
+
+class ConvPReLU(PaddedCopies, nn.Sequential):
     """Convolutions (Conv2d or ConvTranspose2d), each followed by a per-channel PReLU; state-dict
     names as nn.Sequential's (.0 conv, .1 prelu, .2 conv, ...).
 
@@ -40,13 +74,10 @@ class ConvPReLU(nn.Sequential):
 
     fused_act = True
     fuse_min_elements = FUSE_MIN_ELEMENTS
-
-    def __init__(self, *layers):
-        super().__init__(*layers)
-        self.register_load_state_dict_post_hook(ConvPReLU._weight_loaded)  # after the children's weights
     # The first convolution's weight with zero input channels added (pad_input), or None. It is used
     # for inputs that come with those extra (zero) channels: see join().
     _in_weight = None
+    _padded_attrs = ("_in_weight",)
 
     @property
     def in_width(self) -> int:
@@ -74,19 +105,10 @@ class ConvPReLU(nn.Sequential):
     def _input_axis(self) -> int:
         return 1 if isinstance(self[0], nn.Conv2d) else 0  # Conv2d: (out, in, ...); ConvTranspose2d: (in, out, ...)
 
-    def _weight_loaded(self, incompatible_keys=None):
-        # A state dict loaded into the weight reaches the padded copy, in place: a CUDA graph
-        # captured before keeps reading the same memory, now with the new values.
-        if self._in_weight is not None:
-            with torch.no_grad():
-                self._in_weight.narrow(self._input_axis(), 0, self[0].in_channels).copy_(self[0].weight)
-
-    def _apply(self, fn, *args, **kwargs):
-        # .to(), .cuda(), .half() and the like move and convert the padded copy with the weight
-        out = super()._apply(fn, *args, **kwargs)
-        if self._in_weight is not None:
-            self._in_weight = fn(self._in_weight)
-        return out
+    def _mirrors(self):
+        if self._in_weight is None:
+            return ()
+        return ((self._in_weight.narrow(self._input_axis(), 0, self[0].in_channels), self[0].weight),)
 
     def forward(self, x):
         mods = list(self)
