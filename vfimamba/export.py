@@ -88,17 +88,34 @@ def register_ops() -> SimpleNamespace:
     def _(img, flow):
         return torch.empty_like(img, memory_format=torch.channels_last)  # warp_triton's output layout
 
-    def scan_op(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto", out_dtype=torch.float32):
-        return selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend, out_dtype)
-
-    def sampler_op(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
-        return grid_sample(img, grid, mode, padding_mode, align_corners)
-
     # the Triton kernels where Triton is there to run them (else the PyTorch ops are traced)
-    layout = (SimpleNamespace(cross_scan=cross_scan, cross_merge=cross_merge)
+    layout = (SimpleNamespace(cross_scan=_cross_scan_op, cross_merge=_cross_merge_op)
               if triton_kernels("layout_triton") else None)
-    feature_warp = SimpleNamespace(warp=warp_features) if triton_kernels("warp_triton") else None
-    return SimpleNamespace(selective_scan=scan_op, grid_sample=sampler_op, layout=layout, feature_warp=feature_warp)
+    feature_warp = SimpleNamespace(warp=_warp_features_op) if triton_kernels("warp_triton") else None
+    return SimpleNamespace(selective_scan=_scan_op, grid_sample=_sampler_op, layout=layout, feature_warp=feature_warp)
+
+
+# The stand-ins call the operators by name from module-level functions, not through the objects
+# that defined them: a saved compiled function pickles what the traced net refers to, and the
+# operators' definitions hold torch's registration handle, which cannot be pickled.
+def _scan_op(u, delta, A, B, C, D, delta_bias, delta_softplus=True, backend="auto", out_dtype=torch.float32):
+    return torch.ops.vfimamba.selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, backend, out_dtype)
+
+
+def _sampler_op(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
+    return torch.ops.vfimamba.grid_sample(img, grid, mode, padding_mode, align_corners)
+
+
+def _cross_scan_op(x):
+    return torch.ops.vfimamba.cross_scan(x)
+
+
+def _cross_merge_op(y, h, w):
+    return torch.ops.vfimamba.cross_merge(y, h, w)
+
+
+def _warp_features_op(img, flow):
+    return torch.ops.vfimamba.warp_features(img, flow)
 
 
 @contextlib.contextmanager
@@ -125,10 +142,16 @@ class _Forward(torch.nn.Module):
 
     def __init__(self, net: VFIMambaNet, scale: float, autocast_dtype: torch.dtype | None, repeats: int = 1):
         super().__init__()
-        self.net, self.scale, self.autocast_dtype, self.repeats = net, scale, autocast_dtype, repeats
+        self.net, self.scale, self.repeats = net, scale, repeats
+        # The dtype is kept by its name: a saved compiled function (compiled.py) pickles this module,
+        # and torch's pickler of its guards saves a module's plain attributes as "missing" by their
+        # identity, so a torch.dtype kept here would blank that dtype in every tensor saved with it
+        # (the file then fails to load: "argument 'dtype' must be torch.dtype, not _Missing").
+        self.autocast_name = None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch.")
 
     def forward(self, imgs, timestep):
-        ctx = (torch.autocast(imgs.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+        ctx = (torch.autocast(imgs.device.type, dtype=getattr(torch, self.autocast_name))
+               if self.autocast_name is not None
                else contextlib.nullcontext())  # a disabled autocast would still be traced as a region
         with ctx:
             return self.net(imgs, timestep, scale=self.scale, local=True, repeats=self.repeats)[3]
