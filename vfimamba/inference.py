@@ -24,12 +24,13 @@ from .model import VFIMambaNet
 
 
 def prefetch_gpu_libraries(device: torch.device) -> threading.Thread | None:
-    """Start cuDNN's and cuBLAS's once-per-process set-up on `device` in a background thread: the
-    CUDA context, the libraries' handles, and the kernels of a half-precision channels-last
-    convolution, transposed convolution and matrix product. The first frame would otherwise pay it
-    (about 0.4-0.5 s of its 0.6-0.7 s on an H100), after the load; the ops release the GIL, so here
-    it overlaps reading the checkpoint and building the net. Each frame size still plans its own
-    convolutions on its first call."""
+    """Start the once-per-process GPU set-up of a forward on `device` in a background thread: the
+    CUDA context, cuDNN's and cuBLAS's handles, and the code of the kernels that the fast path
+    launches (a half-precision channels-last convolution, transposed convolution and matrix
+    product, and one of each kind of operation in `_launch_kernel_families`). The first frame would
+    otherwise pay it, after the load; the ops release the GIL, so here it overlaps reading the
+    checkpoint and building the net. Each frame size still plans its own convolutions on its first
+    call."""
     if device.type != "cuda":
         return None
 
@@ -44,12 +45,31 @@ def prefetch_gpu_libraries(device: torch.device) -> threading.Thread | None:
                 F.conv_transpose2d(x, w, stride=2, padding=1)
                 a = torch.randn(64, 64, device=device, dtype=torch.float16)
                 F.linear(a, a, a[0])
+                _launch_kernel_families(device)
                 torch.cuda.synchronize(device)
         except Exception:   # the real call will say what is wrong
             pass
     thread = threading.Thread(target=run, name="gpu-libraries", daemon=True)
     thread.start()
     return thread
+
+
+def _launch_kernel_families(device: torch.device) -> None:
+    """One tiny launch of each kind of operation the forward uses besides the convolutions, in
+    half and single precision. CUDA loads a kernel's code (decompressed from PyTorch's library) at
+    its first launch, and the first of each kind cost 10-25 ms on an H100 host: together about 0.1
+    s of a first 720p VFIMamba frame, 0.14 s here where it overlaps the load."""
+    for dt in (torch.float16, torch.float32):
+        a = torch.rand(2, 8, 16, 16, device=device, dtype=dt)
+        torch.exp(a), torch.sigmoid(a), F.silu(a), F.gelu(a), F.softplus(a), a.round(), F.relu(a, inplace=True)
+        F.layer_norm(a.permute(0, 2, 3, 1), (8,))
+        F.adaptive_avg_pool2d(a, 1)
+        F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=False)
+        F.grid_sample(a, torch.rand(2, 4, 4, 2, device=device, dtype=dt), align_corners=True, padding_mode="border")
+        torch.einsum("bkdl,kdn->bkln", torch.rand(1, 4, 8, 16, device=device, dtype=dt),
+                     torch.rand(4, 8, 8, device=device, dtype=dt))
+        (a.clamp(0, 1) * 255).to(torch.uint8)
+    torch.linspace(0, 1, 16, device=device)
 
 
 def auto_scale(h: int, w: int) -> float:
