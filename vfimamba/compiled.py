@@ -41,8 +41,10 @@ RECOMPILE_LIMIT = 64  # without ahead-of-time compilation: frame sizes and inter
 UNTRACED = frozenset({"fast_generation", "training"})
 
 
-# torch 2.11 has the ahead-of-time API but cannot save the guards of the fp16 path (a
-# torch._C._DispatchModule in their state: "cannot pickle"), after a full compilation; 2.13 saves them.
+# torch 2.11 has the ahead-of-time API and saves and loads the fp16 path's forward (since the
+# fixes described in export.py), but its saved guards record the inputs' dispatch keys without the
+# exclusion that the disabled autocast around the call makes, so a later process's call fails them
+# ("dispatch key set mismatch ... AutocastCUDA"); 2.13 records them as it checks them.
 AOT_MIN_TORCH = (2, 13)
 
 
