@@ -82,8 +82,8 @@ def decode(path):
         s = c.streams.video[0]
         s.thread_type = "NONE"
         frames = [(f.pts * s.time_base, f.to_ndarray(), to_rgb(f)) for f in c.decode(s)]
-        start = s.start_time or 0
-    return frames, start * s.time_base, log.problems
+        start = (s.start_time or 0) * s.time_base  # read while open: PyAV 18 refuses a closed file's streams
+    return frames, start, log.problems
 
 
 def psnr(a, b):
