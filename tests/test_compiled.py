@@ -57,8 +57,7 @@ print("RESULT" + json.dumps(dict(loaded=fn.loaded, aot=fn.ahead_of_time, err=(go
 def _child(seed, folder, fast=False):
     code = f"SEED={seed}\nFOLDER={str(folder)!r}\nFAST={fast}\n" + CHILD
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=env, cwd=REPO, timeout=600)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
     assert p.returncode == 0 and lines, p.stderr[-3000:]
     return json.loads(lines[-1][len("RESULT"):])

@@ -248,6 +248,9 @@ def test_triton_kernels_cached_in_user_folder(tmp_path):
     $XDG_CACHE_HOME/interpolate_video/triton (none into Triton's default under the home folder),
     and Triton's cache setting is back as it was once each launch returns."""
     import subprocess
+    triton = pytest.importorskip("triton")
+    if not hasattr(triton, "knobs"):  # triton_launch: before 3.4 Triton keeps its own folder
+        pytest.skip(f"Triton {triton.__version__} has no cache setting (3.4+): its kernels go to its own folder")
     code = """
 import os, sys, torch
 from vfimamba.scan_triton import selective_scan_triton
