@@ -950,3 +950,19 @@ def test_scan_out_dtype_rounds_the_float32_result(backend):
     assert half.dtype == torch.float16 and torch.equal(half, full.half())
     with pytest.raises(ValueError, match="out= holds a float32 result"):
         selective_scan(*args, backend=backend, out=torch.empty(1, 8, 70), out_dtype=torch.float16)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_kernel_warm_up_leaves_the_random_generator_alone(device):
+    """vfimamba.load's background thread launches each kind of operation of the forward once
+    (inference.launch_kernel_families); a caller who seeded torch before the load gets the same
+    random numbers after it as without it."""
+    from vfimamba.inference import launch_kernel_families
+    dev = torch.device(device)
+    torch.manual_seed(123)
+    want = torch.rand(4, device=dev)
+    torch.manual_seed(123)
+    with torch.inference_mode():
+        launch_kernel_families(dev)
+    assert torch.equal(torch.rand(4, device=dev), want)

@@ -7,6 +7,7 @@ evenly, and the timestep is fed straight to the network, so any t in (0, 1) work
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -26,26 +27,16 @@ from .model import VFIMambaNet
 def prefetch_gpu_libraries(device: torch.device) -> threading.Thread | None:
     """Start the once-per-process GPU set-up of a forward on `device` in a background thread: the
     CUDA context, cuDNN's and cuBLAS's handles, and the code of the kernels that the fast path
-    launches (a half-precision channels-last convolution, transposed convolution and matrix
-    product, and one of each kind of operation in `_launch_kernel_families`). The first frame would
-    otherwise pay it, after the load; the ops release the GIL, so here it overlaps reading the
-    checkpoint and building the net. Each frame size still plans its own convolutions on its first
-    call."""
+    launches (`launch_kernel_families`). The first frame would otherwise pay it, after the load;
+    the ops release the GIL, so here it overlaps reading the checkpoint and building the net. Each
+    frame size still plans its own convolutions on its first call."""
     if device.type != "cuda":
         return None
 
     def run():
         try:
             with torch.inference_mode(), torch.cuda.device(device):
-                x = torch.randn(1, 16, 24, 24, device=device, dtype=torch.float16).contiguous(
-                    memory_format=torch.channels_last)
-                w = torch.randn(16, 16, 3, 3, device=device, dtype=torch.float16).contiguous(
-                    memory_format=torch.channels_last)
-                F.conv2d(x, w, padding=1)
-                F.conv_transpose2d(x, w, stride=2, padding=1)
-                a = torch.randn(64, 64, device=device, dtype=torch.float16)
-                F.linear(a, a, a[0])
-                _launch_kernel_families(device)
+                launch_kernel_families(device)
                 torch.cuda.synchronize(device)
         except Exception:   # the real call will say what is wrong
             pass
@@ -54,22 +45,31 @@ def prefetch_gpu_libraries(device: torch.device) -> threading.Thread | None:
     return thread
 
 
-def _launch_kernel_families(device: torch.device) -> None:
-    """One tiny launch of each kind of operation the forward uses besides the convolutions, in
-    half and single precision. CUDA loads a kernel's code (decompressed from PyTorch's library) at
-    its first launch, and the first of each kind cost 10-25 ms on an H100 host. There, run before
-    the first 720p VFIMamba frame, they took 0.14 s and saved it 0.08 s; here they overlap the load."""
+def launch_kernel_families(device: torch.device) -> None:
+    """One tiny launch of each kind of operation the forward uses: a half-precision channels-last
+    convolution, transposed convolution and matrix product (cuDNN's and cuBLAS's set-up), then the
+    rest in half and single precision. CUDA loads a kernel's code (decompressed from PyTorch's
+    library) at its first launch, and the first of each kind cost 10-25 ms on an H100 host; there,
+    run before the first 720p VFIMamba frame, the rest took 0.14 s and saved it 0.08 s. The inputs
+    are ramps, not random numbers: the device's random generator is the caller's."""
+    def ramp(*shape, dtype=torch.float16):
+        return torch.linspace(-1, 1, math.prod(shape), device=device, dtype=dtype).reshape(shape)
+
+    x = ramp(1, 16, 24, 24).contiguous(memory_format=torch.channels_last)
+    w = ramp(16, 16, 3, 3).contiguous(memory_format=torch.channels_last)
+    F.conv2d(x, w, padding=1)
+    F.conv_transpose2d(x, w, stride=2, padding=1)
+    a = ramp(64, 64)
+    F.linear(a, a, a[0])
     for dt in (torch.float16, torch.float32):
-        a = torch.rand(2, 8, 16, 16, device=device, dtype=dt)
+        a = ramp(2, 8, 16, 16, dtype=dt)
         torch.exp(a), torch.sigmoid(a), F.silu(a), F.gelu(a), F.softplus(a), a.round(), F.relu(a, inplace=True)
         F.layer_norm(a.permute(0, 2, 3, 1), (8,))
         F.adaptive_avg_pool2d(a, 1)
         F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=False)
-        F.grid_sample(a, torch.rand(2, 4, 4, 2, device=device, dtype=dt), align_corners=True, padding_mode="border")
-        torch.einsum("bkdl,kdn->bkln", torch.rand(1, 4, 8, 16, device=device, dtype=dt),
-                     torch.rand(4, 8, 8, device=device, dtype=dt))
+        F.grid_sample(a, ramp(2, 4, 4, 2, dtype=dt), align_corners=True, padding_mode="border")
+        torch.einsum("bkdl,kdn->bkln", ramp(1, 4, 8, 16, dtype=dt), ramp(4, 8, 8, dtype=dt))
         (a.clamp(0, 1) * 255).to(torch.uint8)
-    torch.linspace(0, 1, 16, device=device)
 
 
 def auto_scale(h: int, w: int) -> float:
