@@ -75,9 +75,12 @@ def load(device: str = "cpu", precision: str | None = None, weights_path: str | 
     else:
         path = weights.ensure_weights(cache_dir, offline=offline, log=log)
 
-    net = IFNet()
-    net.load_state_dict(load_state_dict(path))
-    net.eval().to(dev)
+    # Built without values (the checkpoint gives them all): no time spent, and no draw from torch's
+    # random generator, on an initialisation that would be overwritten.
+    with torch.device("meta"):
+        net = IFNet()
+    net.load_state_dict(load_state_dict(path), assign=True)
+    net.float().eval().to(dev)
     # cudnn.benchmark (the reference turns it on) is left off: a splice generates a handful of frames,
     # and timing every convolution's algorithms for them costs more than it saves.
     return RifeInterpolator(net, dev, precision, scale, path)
@@ -96,7 +99,8 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     # distillation block) and `caltime` are only used in training.
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
     sd = {k: v for k, v in sd.items() if not k.startswith(("teacher.", "caltime."))}
-    expected = IFNet().state_dict()
+    with torch.device("meta"):
+        expected = IFNet().state_dict()   # names and shapes only
     missing = sorted(expected.keys() - sd.keys())
     unexpected = sorted(sd.keys() - expected.keys())
     wrong = sorted(k for k in expected.keys() & sd.keys() if sd[k].shape != expected[k].shape)

@@ -179,3 +179,16 @@ def test_bad_options(weights_file):
     with pytest.raises(rife.RifeError, match="scale"):
         rife.load(weights_path=str(weights_file), scale=0.3)
     assert rife.load(weights_path=str(weights_file), precision=None).precision == "fp32"
+
+
+def test_load_leaves_the_random_generator_alone(weights_file):
+    """The net is built without values and takes the checkpoint's: a caller who seeded torch gets the
+    same random numbers after rife.load as without it, and the loaded net holds the file's values."""
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    interp = rife.load(device="cpu", weights_path=str(weights_file))
+    assert torch.equal(torch.rand(4), want)
+    sd = rife.load_state_dict(weights_file)
+    got = interp.net.state_dict()
+    assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) and got[k].dtype == torch.float32 for k in sd)
