@@ -63,11 +63,8 @@ class CAB(PaddedCopies):
         if not extra:
             self._padded = None
             return
-        mf = torch.channels_last if conv0.weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        w0 = F.pad(conv0.weight.detach(), (0, 0, 0, 0, 0, 0, 0, extra)).contiguous(memory_format=mf)
-        b0 = F.pad(conv0.bias.detach(), (0, extra))
-        w2 = F.pad(conv2.weight.detach(), (0, 0, 0, 0, 0, extra)).contiguous(memory_format=mf)
-        self._padded = (w0, b0, w2)
+        self._padded = (self._zero_padded(conv0.weight, 0, extra), self._zero_padded(conv0.bias, 0, extra),
+                        self._zero_padded(conv2.weight, 1, extra))
 
     def _mirrors(self):
         if self._padded is None:

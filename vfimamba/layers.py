@@ -46,6 +46,16 @@ class PaddedCopies(nn.Module):
         """(the part of a padded copy, the weight it holds) pairs; none while nothing is padded."""
         return ()
 
+    @staticmethod
+    def _zero_padded(t: torch.Tensor, dim: int, extra: int) -> torch.Tensor:
+        """A copy of t with `extra` zeros added at the end of `dim`, in t's memory layout."""
+        pad = [0] * (2 * t.dim())
+        pad[2 * (t.dim() - 1 - dim) + 1] = extra  # F.pad lists dimensions from the last one
+        out = F.pad(t.detach(), pad)
+        if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
+
     def _weights_loaded(self, incompatible_keys=None):
         with torch.no_grad():
             for part, weight in self._mirrors():
@@ -96,11 +106,7 @@ class ConvPReLU(PaddedCopies, nn.Sequential):
         if not extra or conv.groups != 1 or conv.padding_mode != "zeros":
             self._in_weight = None
             return
-        w = conv.weight.detach()
-        mf = torch.channels_last if w.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        pad = [0] * 8
-        pad[7 - 2 * self._input_axis()] = extra  # F.pad lists dimensions from the last one
-        self._in_weight = F.pad(w, pad).contiguous(memory_format=mf)
+        self._in_weight = self._zero_padded(conv.weight, self._input_axis(), extra)
 
     def _input_axis(self) -> int:
         return 1 if isinstance(self[0], nn.Conv2d) else 0  # Conv2d: (out, in, ...); ConvTranspose2d: (in, out, ...)
