@@ -283,3 +283,46 @@ print("ENV", os.environ.get("TRITON_CACHE_DIR"))
         assert kernel in cached, f"{kernel} not compiled under {tmp_path / 'interpolate_video' / 'triton'}: {cached}"
     assert len(cached) >= 4, cached   # and the scan
     assert not list((tmp_path / "home").rglob("*.cubin")), "kernels compiled into Triton's default folder"
+
+
+COMPILED_CHILD = """
+import json, sys, numpy as np, torch
+from vfimamba.checkpoint import load_net
+from vfimamba.inference import VFIMambaInterpolator
+net = load_net(WEIGHTS, "cuda")
+rng = np.random.default_rng(5)
+f0 = rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+f1 = np.roll(f0, 3, axis=1)
+fast = VFIMambaInterpolator(net, device="cuda", tta=False, precision="fp16", compile=True)
+got = fast.interpolate(f0, f1, [0.5])[0]
+loaded = [getattr(f, "loaded", None) for f in fast._compiled.values()]
+aot = [getattr(f, "ahead_of_time", None) for f in fast._compiled.values()]
+eager = VFIMambaInterpolator(net, device="cuda", tta=False, precision="fp16", cuda_graphs=False)
+want = eager.interpolate(f0, f1, [0.5])[0]
+print("RESULT" + json.dumps(dict(loaded=loaded, aot=aot, err=int(np.abs(got.astype(int) - want.astype(int)).max()))))
+"""
+
+
+def test_compiled_forward_loaded_by_a_later_process(tmp_path):
+    """compile=True on CUDA: the first process compiles the fp16 forward and saves it in the user
+    cache folder; a second one loads it (compiles nothing), and both give the eager path's frame
+    within two levels."""
+    import json
+    import subprocess
+    from vfimamba import compiled
+    if not compiled.ahead_of_time():
+        pytest.skip(f"torch {torch.__version__} does not compile the net ahead of time")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    code = f"WEIGHTS = {str(FIX / 'weights_VFIMamba_S.pkl')!r}\n" + COMPILED_CHILD
+    results = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
+        assert p.returncode == 0 and lines, p.stderr[-3000:]
+        results.append(json.loads(lines[-1][len("RESULT"):]))
+    first, second = results
+    assert first["aot"] == [True] and first["loaded"] == [False], first
+    assert second["aot"] == [True] and second["loaded"] == [True], second
+    assert first["err"] <= 2 and second["err"] <= 2, results
+    assert len(list((tmp_path / "interpolate_video" / "inductor" / "vfimamba").glob("*.aot"))) == 1

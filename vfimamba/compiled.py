@@ -42,9 +42,8 @@ UNTRACED = frozenset({"fast_generation", "training"})
 
 
 # torch 2.11 has the ahead-of-time API and saves and loads the fp16 path's forward (since the
-# fixes described in export.py), but its saved guards record the inputs' dispatch keys without the
-# exclusion that the disabled autocast around the call makes, so a later process's call fails them
-# ("dispatch key set mismatch ... AutocastCUDA"); 2.13 records them as it checks them.
+# fixes described in export.py); its saved guards passed a later process's call under the held
+# autocast below only on the CPU so far (2.13 there), so 2.11 keeps compiling in each process.
 AOT_MIN_TORCH = (2, 13)
 
 
@@ -114,6 +113,19 @@ def signature(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, s
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def _held_autocast(device_type: str):
+    """The autocast state in which a file's forward is traced, loaded, checked and called: enabled
+    (at the device's default dtype), whatever the caller's. The forward sets its own precision
+    inside (`_Forward(own_autocast=True)`), so this changes nothing it computes; it fixes what the
+    saved guards see. They compare the inputs' dispatch keys, which an autocast turned off excludes
+    from, and torch 2.11 records them without that exclusion (a later process's call under a
+    disabled autocast failed them: "dispatch key set mismatch ... AutocastCUDA"), while later ones
+    record them as they check them. Under an enabled autocast there is no exclusion to disagree on.
+    It also makes AOTAutograd, which sees an autocast on when it wraps the graph, run the compiled
+    graph with autocast off, as the forward's own regions were traced."""
+    return torch.autocast(device_type, cache_enabled=False)
+
+
 def _keep_tensor_guards(entries):
     """The guards on the input tensors (the parameters' are left out: they cannot all be saved, and
     signature() covers their shapes, dtypes and layouts)."""
@@ -130,7 +142,8 @@ def forward(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, sca
     caller's. A file that cannot be loaded (damaged, or from a torch that reads it otherwise) is
     compiled again and replaced; one that cannot be saved (disk full) only costs the next process
     its compilation, with a warning."""
-    wrapper = _Forward(net, scale, autocast_dtype, repeats)
+    wrapper = _Forward(net, scale, autocast_dtype, repeats, own_autocast=True)
+    held = functools.partial(_held_autocast, imgs.device.type)
     path = Path(folder) / (signature(net, imgs, timestep, scale=scale, repeats=repeats,
                                      autocast_dtype=autocast_dtype, backend=backend) + SUFFIX)
     from .export import register_ops
@@ -138,17 +151,16 @@ def forward(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, sca
     fn, loaded, jit = None, False, None
     if ahead_of_time() and path.is_file():
         try:
-            with open(path, "rb") as f:
+            with open(path, "rb") as f, held():
                 fn = torch.compiler.load_compiled_function(f)
-            loaded = fn.guard_check(wrapper, imgs, timestep)  # False: the hash missed a difference
+                loaded = fn.guard_check(wrapper, imgs, timestep)  # False: the hash missed a difference
             fn = fn if loaded else None
         except Exception:  # noqa: BLE001 - any failure to read a cache file means: build it again
             fn = None
     if fn is None and ahead_of_time():
-        # Traced with the caller's autocast off, as run() calls it: the wrapper's own is in the graph.
+        # Traced in the held autocast, as run() calls it: the wrapper's own is in the graph.
         # enable_aot_compile: only for this compilation (its default has changed between versions).
-        with opaque_ops(net), torch.no_grad(), torch.autocast(imgs.device.type, enabled=False), \
-                torch._dynamo.config.patch(enable_aot_compile=True):
+        with opaque_ops(net), torch.no_grad(), held(), torch._dynamo.config.patch(enable_aot_compile=True):
             compiler = torch.compile(wrapper.forward, fullgraph=True, dynamic=False, backend=backend,
                                      options={"guard_filter_fn": _keep_tensor_guards})
             try:
@@ -182,7 +194,7 @@ def forward(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, sca
         return run
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        with torch.no_grad(), held():
             return fn(wrapper, x, t)
     run.loaded, run.ahead_of_time = loaded, True
     return run

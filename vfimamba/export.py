@@ -140,9 +140,13 @@ class _Forward(torch.nn.Module):
     """imgs (P, 6, H, W), timestep (P * repeats,) -> the interpolated frames (P * repeats, 3, H, W),
     as predict() runs the net, under autocast to `autocast_dtype` when one is given."""
 
-    def __init__(self, net: VFIMambaNet, scale: float, autocast_dtype: torch.dtype | None, repeats: int = 1):
+    def __init__(self, net: VFIMambaNet, scale: float, autocast_dtype: torch.dtype | None, repeats: int = 1,
+                 own_autocast: bool = False):
         super().__init__()
         self.net, self.scale, self.repeats = net, scale, repeats
+        # own_autocast: a float32 forward opens a disabled autocast region of its own, so that it
+        # computes the same under any autocast of the caller (compiled.py traces it under one).
+        self.own_autocast = own_autocast
         # The dtype is kept by its name: a saved compiled function (compiled.py) pickles this module,
         # and torch's pickler of its guards saves a module's plain attributes as "missing" by their
         # identity, so a torch.dtype kept here would blank that dtype in every tensor saved with it
@@ -150,9 +154,12 @@ class _Forward(torch.nn.Module):
         self.autocast_name = None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch.")
 
     def forward(self, imgs, timestep):
-        ctx = (torch.autocast(imgs.device.type, dtype=getattr(torch, self.autocast_name))
-               if self.autocast_name is not None
-               else contextlib.nullcontext())  # a disabled autocast would still be traced as a region
+        if self.autocast_name is not None:
+            ctx = torch.autocast(imgs.device.type, dtype=getattr(torch, self.autocast_name))
+        elif self.own_autocast:
+            ctx = torch.autocast(imgs.device.type, enabled=False)
+        else:
+            ctx = contextlib.nullcontext()  # a disabled autocast would still be traced as a region
         with ctx:
             return self.net(imgs, timestep, scale=self.scale, local=True, repeats=self.repeats)[3]
 
