@@ -42,8 +42,10 @@ UNTRACED = frozenset({"fast_generation", "training"})
 
 
 # torch 2.11 has the ahead-of-time API and saves and loads the fp16 path's forward (since the
-# fixes described in export.py); its saved guards passed a later process's call under the held
-# autocast below only on the CPU so far (2.13 there), so 2.11 keeps compiling in each process.
+# fixes described in export.py), but a later process's call under a disabled autocast failed its
+# saved guards. The held autocast below avoids that state; that 2.11's loaded forward then passes
+# and computes what was compiled (float32 parts in float32) is not established on a GPU, so 2.11
+# compiles in each process.
 AOT_MIN_TORCH = (2, 13)
 
 
