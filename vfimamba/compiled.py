@@ -144,14 +144,17 @@ def forward(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, sca
     caller's. A file that cannot be loaded (damaged, or from a torch that reads it otherwise) is
     compiled again and replaced; one that cannot be saved (disk full) only costs the next process
     its compilation, with a warning."""
-    wrapper = _Forward(net, scale, autocast_dtype, repeats, own_autocast=True)
+    aot = ahead_of_time()
+    # own_autocast only where the file's forward runs under the held autocast (compiled in the
+    # process, the wrapper runs under a disabled one, as a float32 forward needs no region)
+    wrapper = _Forward(net, scale, autocast_dtype, repeats, own_autocast=aot)
     held = functools.partial(_held_autocast, imgs.device.type)
     path = Path(folder) / (signature(net, imgs, timestep, scale=scale, repeats=repeats,
                                      autocast_dtype=autocast_dtype, backend=backend) + SUFFIX)
     from .export import register_ops
     register_ops()  # a loaded graph calls the scan and warp operators by name
     fn, loaded, jit = None, False, None
-    if ahead_of_time() and path.is_file():
+    if aot and path.is_file():
         try:
             with open(path, "rb") as f, held():
                 fn = torch.compiler.load_compiled_function(f)
@@ -159,7 +162,7 @@ def forward(net: VFIMambaNet, imgs: torch.Tensor, timestep: torch.Tensor, *, sca
             fn = fn if loaded else None
         except Exception:  # noqa: BLE001 - any failure to read a cache file means: build it again
             fn = None
-    if fn is None and ahead_of_time():
+    if fn is None and aot:
         # Traced in the held autocast, as run() calls it: the wrapper's own is in the graph.
         # enable_aot_compile: only for this compilation (its default has changed between versions).
         with opaque_ops(net), torch.no_grad(), held(), torch._dynamo.config.patch(enable_aot_compile=True):
