@@ -25,6 +25,17 @@ def triton_device(reason: str = "needs CUDA (or TRITON_INTERPRET=1)"):
     return ("cuda" if has_cuda else "cpu"), has_cuda, interpret
 
 
+def run_child(code: str, env: dict | None = None, timeout: float = 600) -> dict:
+    """Run `code` in a fresh interpreter from the checkout (the project importable) and return the
+    JSON it printed on its last line starting with RESULT; fails with its stderr if it did not."""
+    env = dict(os.environ if env is None else env, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                       timeout=timeout)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
+    assert p.returncode == 0 and lines, p.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT"):])
+
+
 def needs_media(name: str) -> Path:
     path = MEDIA / name
     if not path.exists():

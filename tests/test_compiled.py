@@ -1,18 +1,13 @@
 """vfimamba.compiled (compile=True): one graph per input shape, saved, and loaded by a later process
 for any weights of the same architecture and settings. On the CPU with TorchDynamo's aot_eager
 backend (Inductor's GPU code is what compile=True uses; the GPU test times it)."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from conftest import run_child
 from vfimamba.model import Config, VFIMambaNet
 
-REPO = Path(__file__).resolve().parents[1]
+
 def _aot():
     from vfimamba import compiled
     return compiled.ahead_of_time()
@@ -55,12 +50,7 @@ print("RESULT" + json.dumps(dict(loaded=fn.loaded, aot=fn.ahead_of_time, err=(go
 
 
 def _child(seed, folder, fast=False):
-    code = f"SEED={seed}\nFOLDER={str(folder)!r}\nFAST={fast}\n" + CHILD
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
-    assert p.returncode == 0 and lines, p.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT"):])
+    return run_child(f"SEED={seed}\nFOLDER={str(folder)!r}\nFAST={fast}\n" + CHILD)
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["float32", "half-autocast"])

@@ -286,7 +286,7 @@ print("ENV", os.environ.get("TRITON_CACHE_DIR"))
 
 
 COMPILED_CHILD = """
-import json, sys, numpy as np, torch
+import json, numpy as np, torch
 from vfimamba.checkpoint import load_net
 from vfimamba.inference import VFIMambaInterpolator
 net = load_net(WEIGHTS, "cuda")
@@ -307,21 +307,14 @@ def test_compiled_forward_loaded_by_a_later_process(tmp_path):
     """compile=True on CUDA: the first process compiles the fp16 forward and saves it in the user
     cache folder; a second one loads it (compiles nothing), and both give the eager path's frame
     within two levels."""
-    import json
-    import subprocess
+    from conftest import run_child
     from vfimamba import compiled
     if not compiled.ahead_of_time():
         pytest.skip(f"torch {torch.__version__} does not compile the net ahead of time")
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
     env.pop("TORCHINDUCTOR_CACHE_DIR", None)
     code = f"WEIGHTS = {str(FIX / 'weights_VFIMamba_S.pkl')!r}\n" + COMPILED_CHILD
-    results = []
-    for _ in range(2):
-        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
-        assert p.returncode == 0 and lines, p.stderr[-3000:]
-        results.append(json.loads(lines[-1][len("RESULT"):]))
-    first, second = results
+    first, second = results = [run_child(code, env) for _ in range(2)]
     assert first["aot"] == [True] and first["loaded"] == [False], first
     assert second["aot"] == [True] and second["loaded"] == [True], second
     assert first["err"] <= 2 and second["err"] <= 2, results
