@@ -577,7 +577,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     for c in checks:
         say(f"{c.where()}: {c.seam.describe()}")
     for g in gaps:
-        say(f"note: the source's audio has a {g.seconds * 1000:.0f} ms gap at {g.at:.3f} s; kept as silence")
+        what = ("cannot be decoded for {} ms at {} s (damaged packets)" if g.damaged else "has a {} ms gap at {} s")
+        say("note: the source's audio " + what.format(f"{g.seconds * 1000:.0f}", f"{g.at:.3f}") + "; kept as silence")
     for stage, seconds in (timings or {}).items():
         watch.seconds[stage] = round(watch.seconds.get(stage, 0) + seconds, 3)
     watch.seconds["total"] = round(watch.seconds.get("total", 0) + time.perf_counter() - started, 3)
@@ -588,7 +589,8 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
     result = make(job, output, encode, info, generated_at, watch.seconds)
     result["hard_bridge"] = hard_bridge
     result["bridges"] = [c.as_json() for c in checks]
-    result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6)} for g in gaps]
+    result["audio_gaps"] = [{"at": round(g.at, 6), "seconds": round(g.seconds, 6), "damaged": g.damaged}
+                           for g in gaps]
     result["copy_unchanged"] = encode.copy_unchanged
     result["copy"] = copy
     if report:

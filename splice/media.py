@@ -360,24 +360,44 @@ class AudioInfo:
 
 @dataclass
 class AudioGap:
-    """A stretch the stream's timestamps skip over (seconds on the container clock), filled with silence."""
+    """A stretch the stream's timestamps skip over (seconds on the container clock), filled with
+    silence; `damaged` when packets the decoder rejected were dropped there."""
     at: float
     seconds: float
+    damaged: bool = False
 
 
 GAP_TOLERANCE = Fraction(4, 1000)   # seconds a timestamp may run ahead of the sample count before it is a gap
 AUDIO_PRE_ROLL = Fraction(1, 2)    # seconds decoded before a read's start (codecs prime over a frame or two)
+# Audio packets the decoder may reject in a row before the stream counts as damaged. A seek into
+# MPEG program streams (.mpg, .vob) lands mid-frame, so the first packet after it is rejected; a
+# scratch in a long recording costs a few more. 32 packets is 0.7 s of AAC at 48 kHz, 0.8 s of
+# MP2 or MP3: a longer run is damage the user should hear about rather than silence.
+AUDIO_BAD_PACKETS = 32
 
 
 def _decode_audio(container, stream, path: str):
-    """Decoded frames of `stream` in order; damaged data becomes a UserError."""
+    """(frame, packets dropped just before it) in order. A packet the decoder rejects is dropped
+    (its time stays silent; read_audio reports it as a gap); AUDIO_BAD_PACKETS in a row, or data
+    the demuxer cannot read, is a UserError."""
+    def damaged(e):
+        return UserError(f"The audio of {path} is damaged ({e.strerror or e}); repair the file, "
+                         "or leave the sound out with --no-audio")
+    dropped = 0
     try:
         for packet in container.demux(stream):
-            for frame in packet.decode():
-                yield frame
+            try:
+                frames = packet.decode()
+            except (av.error.InvalidDataError, av.error.PatchWelcomeError) as e:
+                dropped += 1
+                if dropped >= AUDIO_BAD_PACKETS:
+                    raise damaged(e)
+                continue
+            for frame in frames:
+                yield frame, dropped
+                dropped = 0
     except av.error.FFmpegError as e:
-        raise UserError(f"The audio of {path} is damaged ({e.strerror or e}); repair the file, "
-                        "or leave the sound out with --no-audio")
+        raise damaged(e)
 
 
 def _audio_origin(path: str, info: AudioInfo) -> tuple[int, int, int]:
@@ -387,7 +407,7 @@ def _audio_origin(path: str, info: AudioInfo) -> tuple[int, int, int]:
         try:
             stream = container.streams[info.stream_index]
             sizes, first = [], None
-            for frame in _decode_audio(container, stream, path):
+            for frame, _ in _decode_audio(container, stream, path):
                 if first is None:
                     if frame.pts is None:
                         continue
@@ -439,7 +459,7 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
         tb = Fraction(stream.time_base)
         num, den = tb.numerator * sr, tb.denominator   # a frame starts at sample pts * num / den
         cursor = None
-        for frame in _decode_audio(container, stream, path):
+        for frame, dropped in _decode_audio(container, stream, path):
             pts = frame.pts
             # (in integers first: a Fraction per frame costs more than the rest of the loop)
             if pts is not None and (cursor is None or pts * num - cursor * den > tolerance * den):
@@ -455,7 +475,7 @@ def read_audio(path: str, info: AudioInfo, start: Fraction, samples: int,
                             cursor = origin + head + round((at - origin - head) / step) * step
                 else:
                     if gaps is not None and cursor < wanted_end and at > first:
-                        gaps.append(AudioGap(float(Fraction(cursor, sr)), float((at - cursor) / sr)))
+                        gaps.append(AudioGap(float(Fraction(cursor, sr)), float((at - cursor) / sr), dropped > 0))
                     cursor = round(at)   # the gap stays silent
             if cursor is None:
                 continue

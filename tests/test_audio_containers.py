@@ -5,6 +5,7 @@ import av
 import numpy as np
 import pytest
 
+from splice.errors import UserError
 from splice.media import AudioGap, AudioInfo, read_audio, _open
 from synthetic import burst_onsets
 
@@ -122,6 +123,65 @@ def test_a_real_gap_stays_silent_and_is_reported(tmp_path, ext):
     assert onsets == pytest.approx([2.0, 3.2, 4.2], abs=0.0015)
     silent = out[:, round((gaps[0].at + 0.03 - 1.5) * SR):round((gaps[0].at + 0.17 - 1.5) * SR)]
     assert np.abs(silent).max() < 0.02
+
+
+def test_mpeg_program_stream_read_after_a_seek(tmp_path):
+    """A seek into an MPEG program stream lands mid-frame: the packet the MP2 decoder then rejects
+    is passed over, and a read from the middle agrees with a read from the start."""
+    path = write_audio_file(tmp_path / "a.mpg", "mp2", tone_with_clicks(6))
+    info = info_of(path)
+    whole = read_audio(str(path), info, Fraction(0), 6 * SR)
+    part = read_audio(str(path), info, Fraction(3), 2 * SR)
+    assert np.abs(part - whole[:, 3 * SR:5 * SR]).max() < 2e-3
+    # The program stream's clock starts late (the muxer's preload): every burst is that far on.
+    offset = burst_onsets(whole)[0]
+    assert [t - offset for t in burst_onsets(whole)] == pytest.approx([0, 1, 2, 3, 4, 5], abs=0.0015)
+
+
+def zero_packets(src, dst, first: int, count: int):
+    """`src` remuxed into `dst` with audio packets first .. first+count-1 replaced by zeros; the
+    seconds at which the first of them starts."""
+    with av.open(str(src)) as c, av.open(str(dst), "w") as out:
+        a = out.add_stream_from_template(c.streams.audio[0])
+        for k, packet in enumerate(p for p in c.demux(c.streams.audio[0]) if p.size):
+            if first <= k < first + count:
+                blank = av.Packet(bytes(packet.size))
+                blank.pts, blank.dts, blank.duration, blank.time_base = (packet.pts, packet.dts, packet.duration,
+                                                                         packet.time_base)
+                packet = blank
+                if k == first:
+                    at = float(packet.pts * packet.time_base)
+            packet.stream = a
+            out.mux(packet)
+    return at
+
+
+def test_a_damaged_packet_is_silence_and_reported(tmp_path):
+    clean = write_audio_file(tmp_path / "clean.mp4", "aac", tone_with_clicks(6))
+    path = tmp_path / "scratched.mp4"
+    lost = zero_packets(clean, path, 100, 1)   # about 2.1 s in
+    info = info_of(path)
+    gaps: list[AudioGap] = []
+    out = read_audio(str(path), info, Fraction(1), 4 * SR, gaps)
+    assert len(gaps) == 1 and gaps[0].damaged, gaps
+    assert gaps[0].at == pytest.approx(lost, abs=1 / SR)
+    assert gaps[0].seconds == pytest.approx(1024 / SR, abs=1 / SR)
+    at = round((gaps[0].at - 1) * SR)
+    assert np.abs(out[:, at:at + 1024]).max() == 0
+    # Everything else is where it was: the bursts, and the samples of the clean file.
+    assert [1 + t for t in burst_onsets(out)] == pytest.approx([1, 2, 3, 4], abs=0.0015)
+    reference = read_audio(str(clean), info_of(clean), Fraction(1), 4 * SR)
+    keep = np.ones(4 * SR, bool)
+    keep[at - 2048:at + 3072] = False                 # AAC's overlap spreads a lost frame to its neighbours
+    assert np.abs(out - reference)[:, keep].max() < 1e-6
+
+
+def test_a_long_run_of_damaged_packets_is_an_error(tmp_path):
+    clean = write_audio_file(tmp_path / "clean.mp4", "aac", tone_with_clicks(6))
+    path = tmp_path / "ruined.mp4"
+    zero_packets(clean, path, 100, 60)
+    with pytest.raises(UserError, match=r"^The audio of .*ruined.mp4 is damaged .*--no-audio$"):
+        read_audio(str(path), info_of(path), Fraction(1), 4 * SR)
 
 
 def test_audio_stream_choice(tmp_path):
