@@ -40,7 +40,41 @@ def _open(path: str):
     except PermissionError:
         raise UserError(f"Cannot read the input file (permission denied): {path}")
     except av.error.FFmpegError as e:
-        raise UserError(f"Cannot read {path} as a video ({e.strerror or e}); give an MP4, MOV, MKV or similar file")
+        raise UserError(_unreadable(path, e))
+
+
+def _unreadable(path: str, error) -> str:
+    """What to tell the user about a file FFmpeg cannot open."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            boxes = _top_level_boxes(f, size)
+    except OSError:
+        size, boxes = None, []
+    if size == 0:
+        return f"{path} is empty (0 bytes); give the video file itself"
+    if boxes and boxes[0] == b"ftyp" and b"moov" not in boxes:
+        return (f"{path} is an unfinished MP4/MOV: it has no index ('moov' box), as when a recording stops "
+                "before it is closed; rebuild the index with a repair tool (untrunc, for one) and try again")
+    return f"Cannot read {path} as a video ({error.strerror or error}); give an MP4, MOV, MKV or similar file"
+
+
+def _top_level_boxes(f, size: int, limit: int = 64) -> list[bytes]:
+    """The types of an ISO/QuickTime file's top-level boxes, in order ([] for any other file)."""
+    types, at = [], 0
+    while at + 8 <= size and len(types) < limit:
+        f.seek(at)
+        head = f.read(16)
+        length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        if length == 1 and len(head) == 16:
+            length = int.from_bytes(head[8:16], "big")
+        elif length == 0:
+            length = size - at
+        if length < 8 or not kind.isalnum():
+            break
+        types.append(kind)
+        at += length
+    return types
 
 
 @dataclass

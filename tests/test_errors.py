@@ -35,6 +35,24 @@ def test_not_a_video(run_cli, tmp_path):
     assert_refused(run_cli("--input", bad, "--output", out, *FAST), out, "Cannot read", "as a video")
 
 
+def test_empty_file(run_cli, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    out = tmp_path / "o.mp4"
+    assert_refused(run_cli("--input", empty, "--output", out, *FAST), out, "empty.mp4 is empty (0 bytes)")
+
+
+def test_unfinished_mp4(video_factory, run_cli, tmp_path):
+    """A recording stopped before its index was written: the MP4 ends inside its media data."""
+    whole = Path(video_factory()).read_bytes()
+    assert whole.index(b"mdat") < whole.index(b"moov")      # the index comes last (no faststart)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[:len(whole) * 3 // 5])
+    out = tmp_path / "o.mp4"
+    assert_refused(run_cli("--input", cut, "--output", out, *FAST), out,
+                   "cut.mp4 is an unfinished MP4/MOV: it has no index ('moov' box)", "repair tool")
+
+
 def test_no_video_stream(run_cli, tmp_path):
     audio_only = tmp_path / "sound.m4a"
     with av.open(str(audio_only), "w") as c:
