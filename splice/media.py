@@ -267,6 +267,17 @@ class VideoSource:
         if self.bit_depth > 8 and pix_fmt == "yuv420p":
             out.append(f"the source is {self.bit_depth}-bit ({self.pix_fmt}); the clip is 8-bit "
                        "(--pix-fmt yuv420p10le keeps 10 bits, though not every player decodes 10-bit H.264)")
+        if self.width % 2 or self.height % 2:
+            out.append(f"the source is {self.width}x{self.height}; the clip is "
+                       f"{self.width + self.width % 2}x{self.height + self.height % 2} (4:2:0 needs even sizes: "
+                       "the last row or column is repeated)")
+        layout = av.VideoFormat(self.pix_fmt, 64, 64)
+        chroma = [(c.width, c.height) for c in layout.components if not c.is_alpha][1:]
+        if layout.is_rgb or any(w > 32 or h > 32 for w, h in chroma):
+            out.append(f"the source's colour has more detail than 4:2:0 ({self.pix_fmt}); the clip is 4:2:0, "
+                       "which every player decodes")
+        if any(c.is_alpha for c in layout.components):
+            out.append(f"the source has transparency ({self.pix_fmt}); the clip is opaque")
         if audio and self.audio is not None and self.audio.ignored:
             others = self.audio.ignored
             out.append(f"the sound is audio stream {self.audio.position} ({self.audio.codec}, "

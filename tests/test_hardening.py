@@ -152,6 +152,27 @@ def test_a_progress_bar_never_shares_the_error_line(video_factory, run_cli, tmp_
     assert sum("error: " in line for line in lines) == 1
 
 
+def test_what_the_clip_does_not_keep_is_noted(video_factory, tmp_path):
+    """An odd size, colour finer than 4:2:0 and transparency each get a note; a plain source none."""
+    assert VideoSource(str(video_factory(frames=10, audio=False))).notes() == []
+    odd = VideoSource(str(video_factory(frames=10, size=(321, 241), audio=False, pix_fmt="yuv444p"))).notes()
+    assert odd == ["the source is 321x241; the clip is 322x242 (4:2:0 needs even sizes: the last row or column "
+                   "is repeated)",
+                   "the source's colour has more detail than 4:2:0 (yuv444p); the clip is 4:2:0, which every "
+                   "player decodes"]
+    clear = tmp_path / "alpha.mov"
+    with av.open(str(clear), "w") as c:
+        s = c.add_stream("qtrle", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "argb"
+        for k in range(10):
+            for packet in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 4), np.uint8), format="argb")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    notes = VideoSource(str(clear)).notes()
+    assert len(notes) == 2 and notes[1] == "the source has transparency (argb); the clip is opaque", notes
+
+
 def _decoded(path):
     with av.open(str(path)) as c:
         v = c.streams.video[0]
