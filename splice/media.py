@@ -113,6 +113,21 @@ def _index_frames(container, stream) -> FrameIndex:
     return FrameIndex(pts, keys or pts[:1])
 
 
+def _times_out_of_order(path: str, frames: int = 64) -> bool:
+    """Whether the first `frames` decoded frames' timestamps ever go back (they are the packets'
+    decode times, not presentation times)."""
+    container = _open(path)
+    try:
+        last = None
+        for k, frame in zip(range(frames), container.decode(container.streams.video[0])):
+            if frame.pts is not None and last is not None and frame.pts < last:
+                return True
+            last = frame.pts if frame.pts is not None else last
+        return False
+    finally:
+        container.close()
+
+
 def display_rotation(frame) -> int:
     """Counter-clockwise degrees (0, 90, 180, 270) a player turns this frame by to show it upright."""
     try:
@@ -175,6 +190,10 @@ class VideoSource:
             self.index = _index_frames(container, stream)
             if not self.index.pts:
                 raise UserError(f"{path} has a video stream with no frames")
+            # AVI stores decode times only: with B-frames, the decoder's frames are then counted
+            # (see _decode) instead of found by their times.
+            self.decode_order = (container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
+                                 and _times_out_of_order(path))
             try:
                 self.rate, self.variable_rate = _nominal_rate(stream, self.index)
             except UserError:
@@ -324,8 +343,21 @@ class VideoSource:
                 try:
                     if seek_pts is not None:
                         container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+                    counted = None
                     for frame in container.decode(stream):
-                        k = self.index.position(frame.pts) if frame.pts is not None else None
+                        if self.decode_order:
+                            # Frames come out in presentation order, each with its packet's decode
+                            # time: count them from the keyframe decoding began at (a closed GOP's
+                            # keyframe is shown first; any other start tries an earlier keyframe).
+                            if counted is None:
+                                if seek_pts is not None and frame.pts != seek_pts:
+                                    break
+                                counted = 0 if seek_pts is None else self.index.position(seek_pts)
+                            else:
+                                counted += 1
+                            k = counted
+                        else:
+                            k = self.index.position(frame.pts) if frame.pts is not None else None
                         if k is None or k < expected:
                             continue
                         if k > expected:

@@ -193,6 +193,8 @@ def copy_blocker(source: VideoSource, index: PacketIndex | None, pix_fmt: str = 
         return f"the source's video is {source.codec}, not H.264"
     if source.variable_rate:
         return "the source has a variable frame rate, which the output makes constant"
+    if source.decode_order:
+        return "the source's container keeps no presentation times (AVI with B-frames)"
     if source.width % 2 or source.height % 2:
         return f"the source's size {source.width}x{source.height} is odd and gets padded"
     container = _open(source.path)

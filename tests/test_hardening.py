@@ -173,6 +173,21 @@ def test_what_the_clip_does_not_keep_is_noted(video_factory, tmp_path):
     assert len(notes) == 2 and notes[1] == "the source has transparency (argb); the clip is opaque", notes
 
 
+def test_avi_with_b_frames_is_frame_exact(tmp_path):
+    """AVI keeps decode times only: with B-frames the decoder's frames carry their packets' times,
+    out of order. Frames are then counted from the keyframe decoding starts at, and never copied."""
+    from splice.smartcopy import PacketIndex, copy_blocker
+    path = make_video(tmp_path / "b.avi", frames=200, audio=False, gop=30)
+    with av.open(str(path)) as c:
+        times = [f.pts for f in c.decode(c.streams.video[0])]
+    assert times != sorted(times)                         # what the file gives
+    src = VideoSource(str(path))
+    assert src.decode_order and src.frame_count == 200
+    for start, stop in ((0, 12), (47, 75), (150, 200)):   # from the start, and after seeks
+        assert [read_code(f.to_ndarray(format="rgb24")) for _, f in src.frames(start, stop)] == list(range(start, stop))
+    assert "no presentation times" in copy_blocker(src, PacketIndex(src))
+
+
 def _decoded(path):
     with av.open(str(path)) as c:
         v = c.streams.video[0]
