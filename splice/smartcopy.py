@@ -64,7 +64,9 @@ def _ue(data: bytes, bit: int) -> tuple[int, int]:
 
 @dataclass
 class AvcConfig:
-    """The parts of an MP4 `avcC` record that copying needs."""
+    """The parts of the source's H.264 configuration that copying needs: from an MP4 `avcC`
+    record, or from the Annex B parameter sets that MPEG-TS and other stream formats carry
+    (length_size 0: the packets are Annex B themselves)."""
     profile_idc: int
     level_idc: int
     length_size: int
@@ -73,6 +75,8 @@ class AvcConfig:
 
     @staticmethod
     def parse(extradata: bytes | None) -> "AvcConfig | None":
+        if extradata and (extradata.startswith(b"\x00\x00\x01") or extradata.startswith(b"\x00\x00\x00\x01")):
+            return AvcConfig.parse_annexb(extradata)
         if not extradata or len(extradata) < 7 or extradata[0] != 1:
             return None
         try:
@@ -88,6 +92,15 @@ class AvcConfig:
         except IndexError:
             return None
 
+    @staticmethod
+    def parse_annexb(data: bytes) -> "AvcConfig | None":
+        units = annexb_units(data)
+        sps = [u for u in units if u[0] & 31 == NAL_SPS and len(u) >= 4]
+        pps = [u for u in units if u[0] & 31 == NAL_PPS and len(u) >= 2]
+        if not sps or not pps:
+            return None
+        return AvcConfig(sps[0][1], sps[0][3], 0, sps, pps)
+
     def ids(self) -> tuple[set[int], set[int]]:
         """The ids the parameter sets use (SPS ids, PPS ids)."""
         sps_ids = {_ue(_unescape(s[1:]), 24)[0] for s in self.sps}
@@ -98,8 +111,26 @@ class AvcConfig:
         return b"".join(b"\x00\x00\x00\x01" + nal for nal in self.sps + self.pps)
 
 
+def annexb_units(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B byte stream (start codes 00 00 01 or 00 00 00 01)."""
+    starts, pos = [], data.find(b"\x00\x00\x01")
+    while pos >= 0:
+        starts.append(pos + 3)
+        pos = data.find(b"\x00\x00\x01", pos + 3)
+    units = []
+    for k, start in enumerate(starts):
+        end = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
+        unit = data[start:end].rstrip(b"\x00") if k + 1 < len(starts) else data[start:end]
+        if unit:
+            units.append(unit)
+    return units
+
+
 def nal_types(data: bytes, length_size: int) -> list[int]:
-    """nal_unit_type of every NAL unit in a length-prefixed (MP4) H.264 packet."""
+    """nal_unit_type of every NAL unit in an H.264 packet: length-prefixed (MP4), or Annex B
+    where length_size is 0."""
+    if length_size == 0:
+        return [unit[0] & 31 for unit in annexb_units(data)]
     types, pos = [], 0
     while pos + length_size < len(data):
         size = int.from_bytes(data[pos:pos + length_size], "big")
@@ -138,12 +169,14 @@ class PacketIndex:
             self.config = AvcConfig.parse(stream.codec_context.extradata)
             length = self.config.length_size if self.config else 4
             ranks, idr, self.dts, self.pts = [], [], [], []
+            self.timed = True
             first = source.index.pts[0]
             count = source.frame_count
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
                 t = packet.pts if packet.pts is not None else packet.dts
+                self.timed = self.timed and packet.pts is not None
                 k = None if packet.is_discard else source.index.position(t)
                 ranks.append(k if k is not None else (-1 if t < first else count) if t is not None else -1)
                 idr.append(packet.is_keyframe and NAL_IDR in nal_types(bytes(packet), length))
@@ -208,7 +241,9 @@ def copy_blocker(source: VideoSource, index: PacketIndex | None, pix_fmt: str = 
     if profile not in X264_PROFILES:
         return f"the source's H.264 profile {profile} cannot be matched by the encoder"
     if index is None or index.config is None or not index.config.sps:
-        return "the source's H.264 has no MP4-style parameter sets (avcC)"
+        return "the source's H.264 parameter sets (SPS and PPS) are not in its header"
+    if not index.timed:
+        return "the source's packets do not all carry presentation times"
     try:
         sps_ids, pps_ids = index.config.ids()
     except IndexError:
@@ -426,7 +461,9 @@ def _write(writer, source, index, pieces, bridge_frames, audio, progress, worker
         _setup_copy(writer, stream, index.config)
         reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
         mux = _Muxer(writer, reorder)
-        to_annexb = av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
+        # The output takes Annex B (as libx264 writes it): MP4-style packets are converted.
+        to_annexb = (av.bitstream.BitStreamFilterContext("h264_mp4toannexb", in_stream=stream)
+                     if index.config.length_size else None)
         if audio is not None:
             writer.write_audio(audio)
         stretches = _Stretches(writer, source, pieces, bridge_frames, workers)
@@ -631,7 +668,7 @@ def _copy_run(container, stream, index: PacketIndex, piece: _Copy, to_annexb, mu
             if (packet.dts, packet.pts) != (index.dts[p], index.pts[p]):
                 raise UserError(f"{index.path} reads differently the second time; the file may be damaged")
             try:
-                filtered = to_annexb.filter(packet)
+                filtered = to_annexb.filter(packet) if to_annexb else [packet]
             except av.error.FFmpegError:
                 raise UserError(f"Source frame {index.ranks[p]} of {index.path} cannot be read as H.264; "
                                 "the file may be damaged") from None

@@ -45,7 +45,7 @@ def sources(tmp_path_factory):
 
     def make(name, **kw):
         if name not in cache:
-            suffix = ".mkv" if kw.get("codec") in ("libvpx-vp9", "mjpeg") else ".mp4"
+            suffix = kw.pop("suffix", ".mkv" if kw.get("codec") in ("libvpx-vp9", "mjpeg") else ".mp4")
             cache[name] = encode(folder / f"{name}{suffix}", **kw)
         return cache[name]
     return make
@@ -205,6 +205,20 @@ def test_jump_back_and_mkv_output(sources, tmp_path):
     report = write_timeline(out, source, timeline, bridge_frames, crf=17, preset="ultrafast")
     assert report[0]["copied"] > 0 and report[2]["copied"] > 0
     check(out, path, timeline, report)
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.mkv"])
+def test_transport_stream_source(sources, tmp_path, output):
+    """MPEG-TS (broadcast and camcorder recordings, AVCHD's .mts) carries H.264 as an Annex B byte
+    stream, its parameter sets in band and the clock starting late: copied all the same."""
+    path = sources("ts", params="keyint=30:bframes=3:b-pyramid=normal", suffix=".ts")
+    source = VideoSource(path)
+    index = PacketIndex(source)
+    assert index.config.length_size == 0 and index.config.sps and index.config.pps
+    out = str(tmp_path / output)
+    report = write_timeline(out, source, TIMELINE, bridge_frames, crf=17, preset="ultrafast", mode="on")
+    assert report[0]["copied"] > 0 and report[2]["copied"] > 0
+    check(out, path, TIMELINE, report)
 
 
 def test_sound_is_muxed_with_copied_video(tmp_path):
