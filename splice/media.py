@@ -113,13 +113,20 @@ def _index_frames(container, stream) -> FrameIndex:
     return FrameIndex(pts, keys or pts[:1])
 
 
+def picture_stream(container):
+    """The video stream that holds the recording, or None: FFmpeg's choice (av_find_best_stream),
+    which passes over cover art and other stills (a one-frame track before the recording, as
+    files from downloaders carry) for a stream of moving pictures."""
+    return container.streams.best("video") if container.streams.video else None
+
+
 def _times_out_of_order(path: str, frames: int = 64) -> bool:
     """Whether the first `frames` decoded frames' timestamps ever go back (they are the packets'
     decode times, not presentation times)."""
     container = _open(path)
     try:
         last = None
-        for k, frame in zip(range(frames), container.decode(container.streams.video[0])):
+        for k, frame in zip(range(frames), container.decode(picture_stream(container))):
             if frame.pts is not None and last is not None and frame.pts < last:
                 return True
             last = frame.pts if frame.pts is not None else last
@@ -182,9 +189,9 @@ class VideoSource:
         self.path = str(path)
         container = _open(path)
         try:
-            if not container.streams.video:
+            stream = picture_stream(container)
+            if stream is None:
                 raise UserError(f"{path} has no video stream; give a video file")
-            stream = container.streams.video[0]
             self.time_base = Fraction(stream.time_base)
             self.stream_index = stream.index
             self.index = _index_frames(container, stream)
@@ -337,7 +344,7 @@ class VideoSource:
         for seek_pts in self.index.seek_points(start) + [None]:
             container = _open(self.path)
             try:
-                stream = container.streams.video[0]
+                stream = container.streams[self.stream_index]
                 stream.thread_type = "AUTO"
                 expected = start
                 try:

@@ -165,7 +165,7 @@ class PacketIndex:
         self.path = source.path
         container = _open(source.path)
         try:
-            stream = container.streams.video[0]
+            stream = container.streams[source.stream_index]
             self.config = AvcConfig.parse(stream.codec_context.extradata)
             length = self.config.length_size if self.config else 4
             ranks, idr, self.dts, self.pts = [], [], [], []
@@ -232,7 +232,7 @@ def copy_blocker(source: VideoSource, index: PacketIndex | None, pix_fmt: str = 
         return f"the source's size {source.width}x{source.height} is odd and gets padded"
     container = _open(source.path)
     try:
-        ctx = container.streams.video[0].codec_context
+        ctx = container.streams[source.stream_index].codec_context
         src_fmt, profile = ctx.pix_fmt, ctx.profile
     finally:
         container.close()
@@ -457,7 +457,7 @@ def _write(writer, source, index, pieces, bridge_frames, audio, progress, worker
     container = _open(source.path)
     stretches = None
     try:
-        stream = container.streams.video[0]
+        stream = container.streams[source.stream_index]
         _setup_copy(writer, stream, index.config)
         reorder = max([ENCODER_REORDER] + [p.run.reorder for p in pieces if isinstance(p, _Copy)])
         mux = _Muxer(writer, reorder)

@@ -188,6 +188,27 @@ def test_avi_with_b_frames_is_frame_exact(tmp_path):
     assert "no presentation times" in copy_blocker(src, PacketIndex(src))
 
 
+def test_a_still_before_the_recording_is_passed_over(tmp_path):
+    """Files from downloaders can carry cover art as a one-frame video track ahead of the recording."""
+    plain = make_video(tmp_path / "plain.mp4", frames=60, gop=10)
+    path = tmp_path / "cover.mkv"
+    with av.open(str(plain)) as c, av.open(str(path), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for packet in cover.encode(av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+                                   .reformat(format="yuvj420p")):
+            out.mux(packet)
+        for packet in c.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    src = VideoSource(str(path))
+    assert src.stream_index == 1 and src.frame_count == 60 and (src.width, src.height) == (320, 240)
+    assert [read_code(f.to_ndarray(format="rgb24")) for _, f in src.frames(33, 41)] == list(range(33, 41))
+    assert src.audio is not None
+
+
 def _decoded(path):
     with av.open(str(path)) as c:
         v = c.streams.video[0]
