@@ -21,6 +21,7 @@ the parent decides), ends when the socket closes, and, on Linux, when the parent
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -300,6 +301,26 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, PyTorch's OutOfMemoryError (CUDA), or its
+    CPU allocator's RuntimeError."""
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def memory_detail(error: BaseException) -> str:
+    """How much more the failed allocation wanted, or the error's first line."""
+    text = str(error).strip()
+    asked = re.search(r"(?i)tried to allocate (\d+) bytes", text)
+    if asked:
+        return f"{int(asked.group(1)) / 2 ** 20:.0f} MiB more was needed"
+    asked = re.search(r"(?i)tried to allocate ([\d.]+ ?[KMGT]i?B)", text)
+    if asked:
+        return f"{asked.group(1)} more was needed"
+    lines = text.splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
 def _info(model, seconds: float) -> dict:
     return {"name": model.name, "description": model.description, "why": model.why,
             "candidates": model.candidates, "seconds": round(seconds, 3)}
@@ -343,8 +364,14 @@ def serve(fd: int, parent: int) -> None:
                 reply = ("error", f"unknown request {kind!r}")
         except UserError as e:
             reply = ("user", str(e))
-        except Exception as e:   # a bug: its traceback goes with it
-            reply = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        except Exception as e:
+            if out_of_memory(e):
+                where = "GPU" if "CUDA" in str(e) or type(e).__name__ == "OutOfMemoryError" else "computer"
+                size = f" for {request[1].shape[1]}x{request[1].shape[0]} frames" if kind == "interpolate" else ""
+                reply = ("user", f"the {where} ran out of memory{size} ({memory_detail(e)}); close other "
+                                 "programs, or use a model that needs less (--model flow needs least)")
+            else:   # a bug: its traceback goes with it
+                reply = ("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         try:
             conn.send(reply)
         except OSError:

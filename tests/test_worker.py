@@ -264,3 +264,20 @@ def test_sigterm_while_the_model_loads_leaves_nothing(video_factory, tmp_path):
     assert err.strip().splitlines() == ["stopped by SIGTERM; nothing was written"], err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial" in p.name]
     assert all(gone(k, 5) for k in kids), "the model's process outlived the command"
+
+
+def test_running_out_of_memory_is_told_as_such():
+    """The model's allocation failures become one user line (how much more was wanted); other
+    errors stay bugs."""
+    torch = pytest.importorskip("torch")
+    try:
+        torch.empty(1 << 50, dtype=torch.uint8)      # 1 PiB: the CPU allocator refuses
+    except RuntimeError as e:
+        cpu = e
+    assert worker.out_of_memory(cpu) and worker.memory_detail(cpu) == f"{(1 << 50) / 2 ** 20:.0f} MiB more was needed"
+    gpu = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+                                 "of 79.19 GiB of which 1.5 GiB is free.")
+    assert worker.out_of_memory(gpu) and worker.memory_detail(gpu) == "2.00 GiB more was needed"
+    assert worker.out_of_memory(MemoryError()) and worker.memory_detail(MemoryError()) == "MemoryError"
+    assert not worker.out_of_memory(RuntimeError("shapes do not match"))
+    assert not worker.out_of_memory(ValueError("can't allocate memory"))
