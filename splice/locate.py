@@ -75,9 +75,21 @@ def resolve_frame(spec: str | None, name: str, source: VideoSource, default: int
                     f"(10.4s, 00:00:10.400) or an image file (.png, .jpg)")
 
 
+def _quietly(call, *args):
+    """call(*args) with OpenCV's own log lines held back (a damaged image would print one beside
+    the error line that says so), its log level put back after."""
+    from cv2.utils import logging as cv_logging
+    level = cv_logging.getLogLevel()
+    cv_logging.setLogLevel(cv_logging.LOG_LEVEL_SILENT)
+    try:
+        return call(*args)
+    finally:
+        cv_logging.setLogLevel(level)
+
+
 def _read_image(path: str, size: tuple[int, int], rotation: int) -> np.ndarray:
     """The still as RGB in the video's stored orientation and size (a still is upright, as shown)."""
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    bgr = _quietly(cv2.imread, path, cv2.IMREAD_COLOR)
     if bgr is None:
         raise UserError(f"Cannot read the image {path}; give a PNG or JPEG still of the frame")
     rgb = np.ascontiguousarray(np.rot90(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), k=-(rotation // 90)))

@@ -113,6 +113,15 @@ def test_image_that_matches_nothing(video_factory, run_cli, tmp_path):
     assert_refused(r, out, "matches no frame of the video well enough", "dB PSNR")
 
 
+def test_damaged_image(video_factory, run_cli, tmp_path):
+    """OpenCV logs its own complaint about a broken PNG: held back, so the error stays one line."""
+    img = tmp_path / "broken.png"
+    img.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not the rest of a PNG" * 4)
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", video_factory(), "--output", out, "--frame-a", img, *FAST)
+    assert_refused(r, out, "Cannot read the image", "broken.png")
+
+
 def test_missing_image(video_factory, run_cli, tmp_path):
     out = tmp_path / "o.mp4"
     r = run_cli("--input", video_factory(), "--output", out, "--frame-a", tmp_path / "gone.png", *FAST)
