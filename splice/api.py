@@ -17,6 +17,7 @@ import os
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +36,7 @@ from .plan import (EditPlan, JunctionChoice, PlanError, SplicePlan, choose_junct
                    junction_endpoints, junction_options, normalise_ranges, plan_edit, plan_splice,
                    seconds, shortest_splice, splice_indents)
 from .plan import AUTO_CAP, HARD_BRIDGE, Bridge
-from .render import EncodeOptions, SoundReader, Stopwatch, render
+from .render import EncodeOptions, GeneratedStills, SoundReader, Stopwatch, render
 from .version import VERSION
 
 
@@ -466,7 +467,7 @@ def check_report_path(report: str | None) -> None:
 
 def write_report(report: dict, path: str) -> None:
     try:
-        with atomic_output(path) as tmp:
+        with atomic_output(path, "--report") as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
     except OSError as e:
         raise UserError(f"Cannot write the report {path}: {e.strerror or e}") from None
@@ -561,11 +562,12 @@ def render_job(model, job: "SpliceJob | EditJob", output: str, encode: EncodeOpt
                 c.seam = seam.seam_score([indent_score.analysis_frame(x) for x in (left_rgb, *frames, right_rgb)],
                                          c.natural)
         copy: list = []
-        with watch("write"):
+        with watch("write"), ExitStack() as stack:
+            stills = stack.enter_context(GeneratedStills(save_generated, source.rotation)) if save_generated else None
             with atomic_output(output) as tmp:
                 interpolator = None if pending else model.interpolator if isinstance(model, LoadedModel) else model
                 generated_at = render(source, timeline, interpolator, tmp, encode, watch, progress,
-                                      save_generated, gaps, overrides=overrides, on_bridge=measure, copy=copy,
+                                      stills, gaps, overrides=overrides, on_bridge=measure, copy=copy,
                                       sound=sound, arrive=arrive if pending else None)
             if pending is not None and model is pending:      # no bridge asked for it: wait, for the report
                 with watch("model_wait"):

@@ -615,35 +615,35 @@ def remove_stale_partials(folder: str | Path) -> list[Path]:
     return removed
 
 
-def _write_error(e: OSError, target: Path) -> UserError | None:
-    """A failure to write the output, in the user's words (None: not a writing problem)."""
+def write_error(e: OSError, target: Path, option: str = "--output") -> UserError | None:
+    """A failure to write `target` (given with `option`), in the user's words (None: not a writing problem)."""
     folder = target.parent if str(target.parent) else Path(".")
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(f"No space left on the device holding {target}; free some space or choose another --output")
+        return UserError(f"No space left on the device holding {target}; free some space or choose another {option}")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return UserError(f"Cannot write {target} ({e.strerror}); choose another --output")
+        return UserError(f"Cannot write {target} ({e.strerror}); choose another {option}")
     if e.errno == errno.EIO:
         return UserError(f"Writing {target} failed (input/output error on the device holding {folder}); "
-                         "check the disk or choose another --output")
+                         f"check the disk or choose another {option}")
     if e.errno in (errno.EFBIG, errno.ENAMETOOLONG):
-        return UserError(f"Cannot write {target} ({e.strerror}); choose another --output")
+        return UserError(f"Cannot write {target} ({e.strerror}); choose another {option}")
     return None
 
 
 @contextmanager
-def atomic_output(path: str):
+def atomic_output(path: str, option: str = "--output"):
     """Yield a temporary path beside `path` (`.NAME.PID.XXXX.partial.EXT`); rename it over `path`
     only if the block succeeds. Stale temporary files of processes that are gone are removed first.
-    Running out of space or permission while writing becomes a UserError; the temporary file
-    never outlives the block."""
+    Running out of space or permission while writing becomes a UserError (naming `option`, the
+    option that chose `path`); the temporary file never outlives the block."""
     target = Path(path)
     remove_stale_partials(target.parent if str(target.parent) else ".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".partial{target.suffix}",
                                    dir=target.parent if str(target.parent) else ".")
     except OSError as e:
-        raise _write_error(e, target) or UserError(f"Cannot create a file beside {target} ({e.strerror}); "
-                                                    "choose another --output") from None
+        raise write_error(e, target, option) or UserError(f"Cannot create a file beside {target} ({e.strerror}); "
+                                                            f"choose another {option}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -653,7 +653,7 @@ def atomic_output(path: str):
             os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; the clip is an ordinary file
             os.replace(tmp, target)
         except OSError as e:            # PyAV's errors for a failed write are OSErrors too
-            error = _write_error(e, target)
+            error = write_error(e, target, option)
             if error is None:
                 raise
             raise error from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from tqdm import tqdm
 
 from .audio import timeline_audio
 from .errors import UserError
-from .media import PIX_FMTS, AudioGap, SoundEncoder, VideoSource, to_rgb, upright, usable_cores
+from .media import (PIX_FMTS, AudioGap, SoundEncoder, VideoSource, atomic_output, to_rgb, upright, usable_cores,
+                    write_error)
 from .plan import Bridge, Entry
 from .smartcopy import COPY_MODES, write_timeline
 
@@ -109,8 +111,35 @@ class SoundReader:
         return None if self._stop.is_set() else self.encoder
 
 
+class GeneratedStills:
+    """--save-generated: each generated frame as a lossless PNG named by its output index
+    (000136.png), upright. Each is written beside its name (media.atomic_output) and all of them
+    are renamed into place when the `with` block ends without an error: a job that fails leaves none."""
+
+    def __init__(self, folder: str, rotation: int):
+        self.folder, self.rotation = Path(folder), rotation
+        self._pending = ExitStack()
+
+    def __enter__(self) -> "GeneratedStills":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return self._pending.__exit__(*exc)
+
+    def __call__(self, index: int, rgb) -> None:
+        target = self.folder / f"{index:06d}.png"
+        tmp = self._pending.enter_context(atomic_output(str(target), "--save-generated"))
+        ok, png = cv2.imencode(".png", cv2.cvtColor(upright(rgb, self.rotation), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode generated frame {index} as PNG")
+        try:
+            Path(tmp).write_bytes(png.tobytes())
+        except OSError as e:   # said here: on its way out it would be taken for the video's failure
+            raise write_error(e, target, "--save-generated") or e from None
+
+
 def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, encode: EncodeOptions,
-           watch: Stopwatch, progress: bool = False, save_generated: str | None = None,
+           watch: Stopwatch, progress: bool = False, save_generated: "GeneratedStills | None" = None,
            audio_gaps: list[AudioGap] | None = None, overrides: dict | None = None,
            on_bridge=None, copy: list[dict] | None = None, sound: SoundReader | None = None,
            arrive=None) -> list[int]:
@@ -150,9 +179,8 @@ def render(source: VideoSource, timeline: list[Entry], interpolator, path: str, 
             on_bridge(bridge, left_rgb, right_rgb, frames)
         for k, rgb in zip(range(bridge.out, bridge.out + bridge.count), frames):
             generated_at.append(k)
-            if save_generated:
-                target = Path(save_generated) / f"{k:06d}.png"
-                cv2.imwrite(str(target), cv2.cvtColor(upright(rgb, source.rotation), cv2.COLOR_RGB2BGR))
+            if save_generated is not None:
+                save_generated(k, rgb)
         return frames
     with _Progress(total, progress, shown=arrive is None or not any(isinstance(e, Bridge) for e in timeline)) as bar:
         info = write_timeline(path, source, timeline, bridge_frames, crf=encode.crf, preset=encode.preset,

@@ -110,6 +110,29 @@ def test_full_disk_is_one_line(video_factory, run_cli, tmp_path):
         subprocess.run(["umount", str(small)], capture_output=True)
 
 
+@pytest.mark.parametrize("full", ["output", "stills"])
+def test_generated_stills_only_with_the_clip(video_factory, run_cli, tmp_path, full):
+    """--save-generated's PNGs are kept only when the whole job succeeds; a full disk under either
+    the clip or the stills is one line naming the option to change, and leaves neither."""
+    small = tmp_path / "small"
+    small.mkdir()
+    if not _mount_tmpfs(small, "256k" if full == "output" else "48k"):
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount permission)")
+    try:
+        out = (small if full == "output" else tmp_path) / "o.mp4"
+        stills = (tmp_path if full == "output" else small) / "stills"
+        r = run_cli("--input", video_factory(), "--output", out, "--save-generated", stills, "--interp-frames", 12,
+                    *FAST, report=False)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        option = "--output" if full == "output" else "--save-generated"
+        assert len(lines) == 1 and lines[0].startswith("error: No space left on the device holding"), r.stderr
+        assert lines[0].endswith(f"choose another {option}"), lines[0]
+        assert not out.exists() and list(stills.iterdir()) == [] and not partials(out.parent)
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
 def damaged_copy(src: Path, folder: Path) -> Path:
     """The video with 20 kB of noise written over the middle of the file."""
     data = bytearray(src.read_bytes())
