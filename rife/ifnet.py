@@ -9,6 +9,8 @@ frames. Module and parameter names follow the reference so its flownet.pkl loads
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,14 +88,20 @@ class IFBlock(nn.Module):
         self.convblock = nn.Sequential(*[ResConv(c) for _ in range(8)])
         self.lastconv = nn.Sequential(nn.ConvTranspose2d(c, 4 * 13, 4, 2, 1), nn.PixelShuffle(2))
 
-    def forward(self, x, flow, scale: float):
+    def forward(self, parts: list[torch.Tensor], flow, scale: float):
+        """`parts`: the inputs at full resolution, in channel order (the reference concatenates them
+        first). Bilinear resizing works channel by channel, so each part is resized on its own and
+        only the small results are concatenated: the same numbers, without a 28-32-channel tensor
+        at full resolution (1 GB for a 4K frame)."""
         if flow is not None:
-            x = torch.cat((x, flow), 1)
-        x = resize(x, 1.0 / scale)
+            parts = [*parts, flow]
+        # in the type the concatenation would have had (under fp16 autocast some parts are half)
+        common = functools.reduce(torch.promote_types, (p.dtype for p in parts))
+        small = [resize(p.to(common), 1.0 / scale) for p in parts]
         if flow is not None:
             # Flow vectors are in pixels, so they shrink with the image.
-            x[:, -4:] /= scale
-        x = self.lastconv(self.convblock(self.conv0(x)))
+            small[-1] = small[-1] / scale
+        x = self.lastconv(self.convblock(self.conv0(torch.cat(small, 1))))
         x = resize(x, scale)
         return x[:, :4] * scale, x[:, 4:5], x[:, 5:]
 
@@ -134,10 +142,10 @@ class IFNet(nn.Module):
         warped0, warped1 = img0, img1
         for block, s in zip(blocks, self.scale_list(scale)):
             if flow is None:
-                flow, mask, feat = block(torch.cat((img0, img1, f0, f1, t), 1), None, s)
+                flow, mask, feat = block([img0, img1, f0, f1, t], None, s)
             else:
-                x = torch.cat((warped0, warped1, warp(f0, flow[:, :2]), warp(f1, flow[:, 2:4]), t, mask, feat), 1)
-                dflow, mask, feat = block(x, flow, s)
+                parts = [warped0, warped1, warp(f0, flow[:, :2]), warp(f1, flow[:, 2:4]), t, mask, feat]
+                dflow, mask, feat = block(parts, flow, s)
                 flow = flow + dflow
             warped0 = warp(img0, flow[:, :2])
             warped1 = warp(img1, flow[:, 2:4])
