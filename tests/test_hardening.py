@@ -133,6 +133,22 @@ def test_generated_stills_only_with_the_clip(video_factory, run_cli, tmp_path, f
         subprocess.run(["umount", str(small)], capture_output=True)
 
 
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_reader_that_goes_away_stops_only_the_messages(video_factory, tmp_path, stream):
+    """`interpolate-video ... | head -1`: the messages (stdout) or the progress bars (stderr) lose
+    their reader; the clip is still made, whole, and the command ends well, without a traceback."""
+    out = tmp_path / "o.mp4"
+    cmd = [sys.executable, str(ROOT / "interpolate_video.py"), "--input", str(video_factory()), "--output", str(out),
+           "--model", "flow", "--preset", "ultrafast"]
+    pipes = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: subprocess.PIPE}
+    proc = subprocess.Popen(cmd, cwd=ROOT, **pipes)
+    getattr(proc, stream).close()                 # the reader is gone before the first line
+    assert proc.wait(timeout=300) == 0
+    with av.open(str(out)) as c:
+        codes = [read_code(f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
+    assert len(codes) == 375 and codes[:3] == [0, 1, 2] and codes[-1] == 424
+
+
 def damaged_copy(src: Path, folder: Path) -> Path:
     """The video with 20 kB of noise written over the middle of the file."""
     data = bytearray(src.read_bytes())
