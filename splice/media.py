@@ -13,6 +13,7 @@ import math
 import os
 import re
 import queue
+import stat
 import tempfile
 import threading
 import time
@@ -31,6 +32,14 @@ OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 
 
 def _open(path: str):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None          # av.open below says what is wrong
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        # (checked before opening: opening a FIFO waits for a writer)
+        raise UserError(f"{path} is a pipe or a device, not a file: the video is read more than once (to index "
+                        "its frames, then to cut it), so save it to a file first")
     try:
         return av.open(str(path), metadata_errors="ignore")
     except FileNotFoundError:

@@ -1,4 +1,5 @@
 """Every bad input: one clear line on stderr, exit status 2, and no output file."""
+import os
 from pathlib import Path
 
 import av
@@ -51,6 +52,16 @@ def test_unfinished_mp4(video_factory, run_cli, tmp_path):
     out = tmp_path / "o.mp4"
     assert_refused(run_cli("--input", cut, "--output", out, *FAST), out,
                    "cut.mp4 is an unfinished MP4/MOV: it has no index ('moov' box)", "repair tool")
+
+
+def test_a_pipe_is_refused_without_waiting(video_factory, run_cli, tmp_path):
+    """The video is read several times, which a pipe cannot give; a FIFO with no writer would
+    also block the first open forever."""
+    fifo = tmp_path / "video.pipe"
+    os.mkfifo(fifo)
+    out = tmp_path / "o.mp4"
+    assert_refused(run_cli("--input", fifo, "--output", out, *FAST, timeout=60), out,
+                   "video.pipe is a pipe or a device, not a file", "save it to a file first")
 
 
 def test_no_video_stream(run_cli, tmp_path):
