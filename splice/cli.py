@@ -430,6 +430,9 @@ def main(argv=None) -> int:
     try:
         return _main(argv)
     finally:
+        # Flushed while wrapped: a pipe's buffer that the reader left would fail at exit otherwise.
+        sys.stdout.flush()
+        sys.stderr.flush()
         sys.stdout, sys.stderr = streams
 
 
