@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from .errors import UserError
+from .nal import starts_closed
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 
@@ -129,6 +130,21 @@ def picture_stream(container):
     return container.streams.best("video") if container.streams.video else None
 
 
+def _closed_keyframes(path: str, stream_index: int) -> list[int]:
+    """The timestamps of the keyframes that are IDR pictures ([] where the codec is not read)."""
+    container = _open(path)
+    try:
+        stream = container.streams[stream_index]
+        keys = []
+        for packet in container.demux(stream):
+            if packet.size and packet.is_keyframe and not packet.is_discard:
+                if starts_closed(bytes(packet), stream.codec_context.name):
+                    keys.append(packet.pts if packet.pts is not None else packet.dts)
+        return sorted(keys)
+    finally:
+        container.close()
+
+
 def _times_out_of_order(path: str, frames: int = 64) -> bool:
     """Whether the first `frames` decoded frames' timestamps ever go back (they are the packets'
     decode times, not presentation times)."""
@@ -210,6 +226,9 @@ class VideoSource:
             # (see _decode) instead of found by their times.
             self.decode_order = (container.format.name == "avi" and bool(stream.codec_context.has_b_frames)
                                  and _times_out_of_order(path))
+            if self.decode_order:
+                # Counting starts right only at a closed GOP's first picture, which is shown first.
+                self.index = FrameIndex(self.index.pts, _closed_keyframes(path, stream.index) or self.index.pts[:1])
             try:
                 self.rate, self.variable_rate = _nominal_rate(stream, self.index)
             except UserError:

@@ -28,38 +28,18 @@ import av
 import av.bitstream
 import numpy as np
 
+from .nal import NAL_IDR, NAL_PPS, NAL_SPS, annexb_units, nal_types, read_ue, unescape
 from .errors import UserError
 from .media import ClipWriter, SoundEncoder, VideoSource, _open, usable_cores
 from .plan import Bridge, Span
 
 COPY_MODES = ("auto", "on", "off")
-NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8
 # The source pixel formats whose pictures an output of each format can copy.
 COPYABLE_PIXEL_FORMATS = {"yuv420p": ("yuv420p", "yuvj420p"), "yuv420p10le": ("yuv420p10le",)}
 X264_PROFILES = {"Baseline": "baseline", "Constrained Baseline": "baseline", "Main": "main",
                  "High": "high", "High 10": "high10"}
 ENCODER_REORDER = 2   # libx264 never signals more than 2 reordered frames (B-pyramid)
 MAX_SPS_ID = 31
-
-
-# --- the bitstream, as far as copying needs it ------------------------------------------------
-
-def _unescape(rbsp: bytes) -> bytes:
-    """A NAL unit's payload without its emulation-prevention bytes (00 00 03 -> 00 00)."""
-    return rbsp.replace(b"\x00\x00\x03", b"\x00\x00")
-
-
-def _ue(data: bytes, bit: int) -> tuple[int, int]:
-    """An unsigned Exp-Golomb number read at `bit`; returns it and the position after it."""
-    zeros = 0
-    while not data[(bit + zeros) // 8] >> (7 - (bit + zeros) % 8) & 1:
-        zeros += 1
-    bit += zeros + 1
-    value = 0
-    for _ in range(zeros):
-        value = value << 1 | data[bit // 8] >> (7 - bit % 8) & 1
-        bit += 1
-    return (1 << zeros) - 1 + value, bit
 
 
 @dataclass
@@ -103,40 +83,12 @@ class AvcConfig:
 
     def ids(self) -> tuple[set[int], set[int]]:
         """The ids the parameter sets use (SPS ids, PPS ids)."""
-        sps_ids = {_ue(_unescape(s[1:]), 24)[0] for s in self.sps}
-        pps_ids = {_ue(_unescape(p[1:]), 0)[0] for p in self.pps}
+        sps_ids = {read_ue(unescape(s[1:]), 24)[0] for s in self.sps}
+        pps_ids = {read_ue(unescape(p[1:]), 0)[0] for p in self.pps}
         return sps_ids, pps_ids
 
     def annexb(self) -> bytes:
         return b"".join(b"\x00\x00\x00\x01" + nal for nal in self.sps + self.pps)
-
-
-def annexb_units(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex B byte stream (start codes 00 00 01 or 00 00 00 01)."""
-    starts, pos = [], data.find(b"\x00\x00\x01")
-    while pos >= 0:
-        starts.append(pos + 3)
-        pos = data.find(b"\x00\x00\x01", pos + 3)
-    units = []
-    for k, start in enumerate(starts):
-        end = starts[k + 1] - 3 if k + 1 < len(starts) else len(data)
-        unit = data[start:end].rstrip(b"\x00") if k + 1 < len(starts) else data[start:end]
-        if unit:
-            units.append(unit)
-    return units
-
-
-def nal_types(data: bytes, length_size: int) -> list[int]:
-    """nal_unit_type of every NAL unit in an H.264 packet: length-prefixed (MP4), or Annex B
-    where length_size is 0."""
-    if length_size == 0:
-        return [unit[0] & 31 for unit in annexb_units(data)]
-    types, pos = [], 0
-    while pos + length_size < len(data):
-        size = int.from_bytes(data[pos:pos + length_size], "big")
-        types.append(data[pos + length_size] & 31)
-        pos += length_size + size
-    return types
 
 
 # --- where copied runs may start and end ------------------------------------------------------

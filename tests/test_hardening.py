@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -220,17 +221,33 @@ def test_what_the_clip_does_not_keep_is_noted(video_factory, tmp_path):
     assert len(notes) == 2 and notes[1] == "the source has transparency (argb); the clip is opaque", notes
 
 
-def test_avi_with_b_frames_is_frame_exact(tmp_path):
+@pytest.mark.parametrize("gop", ["closed", "open"])
+def test_avi_with_b_frames_is_frame_exact(tmp_path, gop):
     """AVI keeps decode times only: with B-frames the decoder's frames carry their packets' times,
-    out of order. Frames are then counted from the keyframe decoding starts at, and never copied."""
+    out of order. Frames are then counted from an IDR picture decoding starts at (an open GOP's
+    recovery point would count its leading pictures wrong), and never copied."""
     from splice.smartcopy import PacketIndex, copy_blocker
-    path = make_video(tmp_path / "b.avi", frames=200, audio=False, gop=30)
+    path = tmp_path / "b.avi"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        v.options = {"crf": "12", "preset": "veryfast",
+                     "x264-params": f"keyint=30:bframes=2:scenecut=0:open-gop={int(gop == 'open')}"}
+        for k in range(200):
+            f = av.VideoFrame.from_ndarray(code_frame(k, 320, 240), format="rgb24")
+            f.pts, f.time_base = k, Fraction(1, 25)
+            for packet in v.encode(f):
+                out.mux(packet)
+        for packet in v.encode():
+            out.mux(packet)
     with av.open(str(path)) as c:
         times = [f.pts for f in c.decode(c.streams.video[0])]
     assert times != sorted(times)                         # what the file gives
     src = VideoSource(str(path))
     assert src.decode_order and src.frame_count == 200
-    for start, stop in ((0, 12), (47, 75), (150, 200)):   # from the start, and after seeks
+    assert len(src.index.keyframe_pts) == (7 if gop == "closed" else 1)
+    for start in (0, 47, 61, 150, 187, 196):              # from the start, and after seeks
+        stop = min(start + 5, 200)
         assert [read_code(f.to_ndarray(format="rgb24")) for _, f in src.frames(start, stop)] == list(range(start, stop))
     assert "no presentation times" in copy_blocker(src, PacketIndex(src))
 
