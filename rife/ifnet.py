@@ -91,8 +91,9 @@ class IFBlock(nn.Module):
     def forward(self, parts: list[torch.Tensor], flow, scale: float):
         """`parts`: the inputs at full resolution, in channel order (the reference concatenates them
         first). Bilinear resizing works channel by channel, so each part is resized on its own and
-        only the small results are concatenated: the same numbers, without a 28-32-channel tensor
-        at full resolution (1 GB for a 4K frame)."""
+        only the small results are concatenated: the same result up to float rounding (PyTorch's
+        CPU kernel may order its sums differently for other channel counts: outputs within 4e-5),
+        without a 28-32-channel tensor at full resolution (1 GB for a 4K frame)."""
         if flow is not None:
             parts = [*parts, flow]
         # in the type the concatenation would have had (under fp16 autocast some parts are half)

@@ -63,7 +63,8 @@ def _unreadable(path: str, error) -> str:
         size, boxes = None, []
     if size == 0:
         return f"{path} is empty (0 bytes); give the video file itself"
-    if boxes and boxes[0] == b"ftyp" and b"moov" not in boxes:
+    if boxes and boxes[0] == b"ftyp" and b"mdat" in boxes and not {b"moov", b"meta"} & set(boxes):
+        # (a still image in the same family, HEIF or AVIF, has its index in a 'meta' box instead)
         return (f"{path} is an unfinished MP4/MOV: it has no index ('moov' box), as when a recording stops "
                 "before it is closed; rebuild the index with a repair tool (untrunc, for one) and try again")
     return f"Cannot read {path} as a video ({error.strerror or error}); give an MP4, MOV, MKV or similar file"
@@ -495,16 +496,18 @@ def _decode_audio(container, stream, path: str):
     def damaged(e):
         return UserError(f"The audio of {path} is damaged ({e.strerror or e}); repair the file, "
                          "or leave the sound out with --no-audio")
-    dropped = 0
+    dropped = in_a_row = 0
     try:
         for packet in container.demux(stream):
             try:
                 frames = packet.decode()
             except (av.error.InvalidDataError, av.error.PatchWelcomeError) as e:
                 dropped += 1
-                if dropped >= AUDIO_BAD_PACKETS:
+                in_a_row += 1
+                if in_a_row >= AUDIO_BAD_PACKETS:
                     raise damaged(e)
                 continue
+            in_a_row = 0
             for frame in frames:
                 yield frame, dropped
                 dropped = 0

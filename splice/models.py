@@ -151,8 +151,9 @@ def _load_rife(opts: ModelOptions, log) -> Interpolator:
             raise Unavailable(f"the RIFE weights are not cached in {folder} and downloads are off (--offline)")
         why = rife.weights.unwritable(rife.weights.cached_path(folder).parent)
         if why:
+            fix = "give a writable cache_dir" if opts.cache_dir else f"set {cache.ENV} to a writable folder"
             raise Unavailable(f"the RIFE weights are not cached and the cache folder {folder} cannot be written "
-                              f"({why}); set {cache.ENV} to a writable folder")
+                              f"({why}); {fix}")
     return rife.load(device=_torch_device(opts.device), precision=opts.precision, cache_dir=folder,
                      offline=opts.offline, log=log)
 

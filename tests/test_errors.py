@@ -54,6 +54,18 @@ def test_unfinished_mp4(video_factory, run_cli, tmp_path):
                    "cut.mp4 is an unfinished MP4/MOV: it has no index ('moov' box)", "repair tool")
 
 
+def test_a_still_image_of_the_mp4_family_is_not_called_unfinished(run_cli, tmp_path):
+    """HEIF and AVIF stills share MP4's boxes but keep their index in 'meta', not 'moov'."""
+    def box(kind, payload=b""):
+        return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+    still = tmp_path / "photo.heic"
+    still.write_bytes(box(b"ftyp", b"heic\0\0\0\0mif1heic") + box(b"meta", bytes(4)) + box(b"mdat", bytes(64)))
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", still, "--output", out, *FAST)
+    assert_refused(r, out, "photo.heic")
+    assert "unfinished" not in r.stderr
+
+
 def test_a_pipe_is_refused_without_waiting(video_factory, run_cli, tmp_path):
     """The video is read several times, which a pipe cannot give; a FIFO with no writer would
     also block the first open forever."""

@@ -205,8 +205,12 @@ def test_an_unwritable_cache_folder_is_said_before_downloading(tmp_path, monkeyp
     with pytest.raises(rife.RifeError, match=r"^the RIFE weights cannot be saved in .*a-file/x/rife-v4 \(Not a directory\)"):
         weights.ensure_weights(blocked / "x")
     with pytest.raises(UserError, match=r"cache folder .*a-file/x cannot be written \(Not a directory\); "
-                                        r"set INTERPOLATE_VIDEO_CACHE to a writable folder$"):
+                                        r"give a writable cache_dir$"):
         load_interpolator("rife", "cpu", log=lambda _: None, cache_dir=str(blocked / "x"))
+    monkeypatch.setenv("INTERPOLATE_VIDEO_CACHE", str(blocked / "y"))     # the command's way to choose it
+    with pytest.raises(UserError, match=r"cache folder .*a-file/y cannot be written \(Not a directory\); "
+                                        r"set INTERPOLATE_VIDEO_CACHE to a writable folder$"):
+        load_interpolator("rife", "cpu", log=lambda _: None)
     from splice import cache
     monkeypatch.setattr(cache, "checkpoint_folders", lambda: [tmp_path / "no-checkpoints"])
     model = load_interpolator("auto", "cpu", log=lambda _: None, cache_dir=str(blocked / "x"))
