@@ -319,7 +319,7 @@ def _job_options(parser: argparse.ArgumentParser, defaults: argparse.Namespace, 
 
 def _read_jobs(path: str) -> list:
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()   # UTF-8, as JSON is; a BOM dropped
     except FileNotFoundError:
         raise UserError(f"--jobs file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:

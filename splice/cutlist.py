@@ -69,7 +69,7 @@ def read_cut_list(path: str, source: VideoSource) -> list[tuple[int, int]]:
     if suffix in (".edl", ".otio"):
         return _read_timeline(p, source, suffix)
     try:
-        lines = p.read_text().splitlines()
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"--edit: cannot read {path} as text ({e})") from None
     ranges = []
@@ -91,10 +91,11 @@ def _read_timeline(p: Path, source: VideoSource, suffix: str) -> list[tuple[int,
     import opentimelineio as otio
     rate = float(source.rate)
     try:
+        text = p.read_text(encoding="utf-8-sig")      # (a byte-order mark, as Windows editors write, dropped)
         if suffix == ".edl":
-            timeline = otio.adapters.read_from_file(str(p), adapter_name="cmx_3600", rate=rate)
+            timeline = otio.adapters.read_from_string(text, adapter_name="cmx_3600", rate=rate)
         else:
-            timeline = otio.adapters.read_from_file(str(p))
+            timeline = otio.adapters.read_from_string(text, adapter_name="otio_json")
     except Exception as e:   # the adapters raise many kinds of errors for a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"--edit: cannot read {p} as {'a CMX 3600 EDL' if suffix == '.edl' else 'an OTIO timeline'} "

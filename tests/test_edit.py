@@ -137,8 +137,10 @@ def _otio_timeline(ranges, rate):
     return tl
 
 
+@pytest.mark.parametrize("windows", [False, True])
 @pytest.mark.parametrize("kind", ["edl", "otio", "txt"])
-def test_cut_list_files_give_the_same_edit_as_keep(video_factory, run_cli, tmp_path, kind):
+def test_cut_list_files_give_the_same_edit_as_keep(video_factory, run_cli, tmp_path, kind, windows):
+    """Also as Windows editors save them (windows=True): a UTF-8 byte-order mark and CRLF line ends."""
     import opentimelineio as otio
     src = video_factory()
     ranges = [(10, 120), (180, 300), (330, 400)]
@@ -148,6 +150,8 @@ def test_cut_list_files_give_the_same_edit_as_keep(video_factory, run_cli, tmp_p
     else:
         otio.adapters.write_to_file(_otio_timeline(ranges, 25), str(path),
                                     **({"adapter_name": "cmx_3600", "rate": 25} if kind == "edl" else {}))
+    if windows:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
     a = run_cli("--input", src, "--output", tmp_path / "a.mp4", "--edit", path, *FAST)
     assert a.returncode == 0, a.stderr
     keep_args = [x for s, e in ranges for x in ("--keep", f"{s}-{e}")]

@@ -135,10 +135,11 @@ def test_jobs_share_one_model_load_and_report_the_failure(video_factory, tmp_pat
     jobs = tmp_path / "jobs.jsonl"
     lines = [
         {"input": src, "output": str(tmp_path / "one.mp4"), "frame_a": "131", "frame_b": "290", "time_indent": "0"},
-        {"input": str(tmp_path / "missing.mp4"), "output": str(tmp_path / "two.mp4")},
+        {"input": str(tmp_path / "missing é.mp4"), "output": str(tmp_path / "two.mp4")},
         {"input": src, "output": str(tmp_path / "three.mp4"), "keep": ["0-4s", "8s-12s"], "no_audio": True},
     ]
-    jobs.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    # As a Windows editor saves it: a byte-order mark, CRLF line ends and a non-ASCII path.
+    jobs.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\r\n").encode())
     loads = []
     real = models.REGISTRY["flow"]
     monkeypatch.setitem(models.REGISTRY, "flow", lambda opts, log: loads.append(1) or real(opts, log))
@@ -150,8 +151,8 @@ def test_jobs_share_one_model_load_and_report_the_failure(video_factory, tmp_pat
     assert loads == [1]                                           # the model was loaded once
     assert (tmp_path / "one.mp4").exists() and (tmp_path / "three.mp4").exists()
     assert not (tmp_path / "two.mp4").exists()
-    assert err.strip().splitlines() == [f"error: job 2 (line 2, {tmp_path / 'missing.mp4'}): "
-                                        f"Input file not found: {tmp_path / 'missing.mp4'}"]
+    assert err.strip().splitlines() == [f"error: job 2 (line 2, {tmp_path / 'missing é.mp4'}): "
+                                        f"Input file not found: {tmp_path / 'missing é.mp4'}"]
     assert "jobs: 2 of 3 done" in out
     data = json.loads(summary.read_text())
     assert [j["ok"] for j in data["jobs"]] == [True, False, True] and data["model_loads"] == 1
