@@ -253,6 +253,7 @@ class VideoSource:
                            color_primaries=frame.color_primaries, color_trc=frame.color_trc)
         self.pix_fmt = frame.format.name
         self.bit_depth = max((c.bits for c in frame.format.components), default=8)
+        self.interlaced = bool(frame.interlaced_frame)
 
     def _slots(self) -> None:
         """For variable-rate input: the slot of every source frame, and the frame shown in every slot."""
@@ -333,6 +334,10 @@ class VideoSource:
                        "which every player decodes")
         if any(c.is_alpha for c in layout.components):
             out.append(f"the source has transparency ({self.pix_fmt}); the clip is opaque")
+        if self.interlaced:
+            out.append("the source is interlaced; the frames the clip encodes or generates are progressive, "
+                       "each made from the two fields as stored (deinterlace the source first for the cleanest "
+                       "bridge)")
         if audio and self.audio is not None and self.audio.ignored:
             others = self.audio.ignored
             out.append(f"the sound is audio stream {self.audio.position} ({self.audio.codec}, "

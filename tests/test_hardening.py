@@ -219,6 +219,18 @@ def test_what_the_clip_does_not_keep_is_noted(video_factory, tmp_path):
             c.mux(packet)
     notes = VideoSource(str(clear)).notes()
     assert len(notes) == 2 and notes[1] == "the source has transparency (argb); the clip is opaque", notes
+    woven = tmp_path / "interlaced.mkv"
+    with av.open(str(woven), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"x264-params": "interlaced=1:tff=1", "preset": "ultrafast"}
+        for k in range(10):
+            for packet in s.encode(av.VideoFrame.from_ndarray(code_frame(k, 64, 48), format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    notes = VideoSource(str(woven)).notes()
+    assert len(notes) == 1 and notes[0].startswith("the source is interlaced;"), notes
 
 
 @pytest.mark.parametrize("gop", ["closed", "open"])
