@@ -105,7 +105,11 @@ class FrameIndex:
 
 
 def _index_frames(container, stream) -> FrameIndex:
-    pts, keys = [], []
+    """The frames' timestamps, from the packets (nothing is decoded). A recording cut short (a
+    crash or a full disk while writing: fragmented MP4 and MKV are made to survive that) ends in a
+    packet the demuxer marks corrupt, its data missing: the video ends before the first frame such
+    a packet shows, so that every frame in the index can be decoded."""
+    pts, keys, cut = [], [], None
     for packet in container.demux(stream):
         if packet.size == 0 or packet.is_discard:
             continue  # flush packets, and frames an edit list cuts away
@@ -113,9 +117,16 @@ def _index_frames(container, stream) -> FrameIndex:
         if t is None:
             raise UserError("The video has no timestamps, so frames cannot be found exactly; "
                             "remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+        if packet.is_corrupt:
+            cut = t if cut is None else min(cut, t)
+        elif cut is not None:
+            cut = None           # damage inside the file, not its end: decoding will say so there
         pts.append(t)
         if packet.is_keyframe:
             keys.append(t)
+    if cut is not None:
+        pts = [t for t in pts if t < cut]
+        keys = [t for t in keys if t < cut]
     pts.sort()
     keys.sort()
     if len(set(pts)) != len(pts):
@@ -385,7 +396,7 @@ class VideoSource:
                     if seek_pts is not None:
                         container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
                     counted = None
-                    for frame in container.decode(stream):
+                    for frame in self._frames_of(container, stream):
                         if self.decode_order:
                             # Frames come out in presentation order, each with its packet's decode
                             # time: count them from the keyframe decoding began at (a closed GOP's
@@ -420,6 +431,16 @@ class VideoSource:
             finally:
                 container.close()
         raise UserError(f"Frame {start} of {self.path} could not be decoded; the file may be damaged")
+
+    def _frames_of(self, container, stream):
+        """container.decode(stream), passing over packets past the index's end (the broken last
+        packets of a recording cut short: see _index_frames)."""
+        last = self.index.pts[-1]
+        for packet in container.demux(stream):
+            t = packet.pts if packet.pts is not None else packet.dts
+            if packet.size and t is not None and t > last and packet.is_corrupt:
+                continue
+            yield from packet.decode()
 
     def time_of_frame(self, index: int) -> Fraction:
         """Seconds from the first frame to the file's frame `index`."""

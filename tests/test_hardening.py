@@ -264,6 +264,35 @@ def test_avi_with_b_frames_is_frame_exact(tmp_path, gop):
     assert "no presentation times" in copy_blocker(src, PacketIndex(src))
 
 
+def test_a_fragmented_recording_cut_short_ends_at_its_last_whole_frame(video_factory, run_cli, tmp_path):
+    """Fragmented MP4 (OBS, browsers' recorders) survives a crash mid-write: the file then ends
+    inside a packet. The video ends before the frame that packet shows; everything before it splices."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(video_factory(frames=500, audio=False))) as c, av.open(
+            str(whole), "w", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in c.streams}
+        for packet in c.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    with av.open(str(whole)) as c:       # the file is cut inside the 450th picture's data
+        pos, size = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size][449]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:pos + size // 2])
+    src = VideoSource(str(cut))
+    assert src.frame_count == 448       # the 450th packet is a B-frame: the 449th is shown after it
+    last = src.frame_count - 1
+    assert [read_code(f.to_ndarray(format="rgb24")) for _, f in src.frames(last - 3, last + 1)] == \
+        list(range(last - 3, last + 1))
+    out = tmp_path / "o.mp4"
+    r = run_cli("--input", cut, "--output", out, *FAST)
+    assert r.returncode == 0, r.stderr
+    assert r.report["b"]["index"] == src.frame_count - 125
+    with av.open(str(out)) as c:
+        codes = [read_code(f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
+    assert len(codes) == 375 and codes[-1] == last
+
+
 def test_a_still_before_the_recording_is_passed_over(tmp_path):
     """Files from downloaders can carry cover art as a one-frame video track ahead of the recording."""
     plain = make_video(tmp_path / "plain.mp4", frames=60, gop=10)
