@@ -322,7 +322,9 @@ def _read_jobs(path: str) -> list:
         lines = Path(path).read_text(encoding="utf-8-sig").splitlines()   # UTF-8, as JSON is; a BOM dropped
     except FileNotFoundError:
         raise UserError(f"--jobs file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise UserError(f"--jobs file {path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as e:
         raise UserError(f"Cannot read --jobs file {path}: {e}") from None
     jobs = []
     for number, text in enumerate(lines, 1):

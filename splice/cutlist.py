@@ -70,7 +70,9 @@ def read_cut_list(path: str, source: VideoSource) -> list[tuple[int, int]]:
         return _read_timeline(p, source, suffix)
     try:
         lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise UserError(f"--edit: {path} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as e:
         raise UserError(f"--edit: cannot read {path} as text ({e})") from None
     ranges = []
     for number, line in enumerate(lines, 1):

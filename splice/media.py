@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from .errors import UserError
-from .nal import starts_closed
+from .nal import length_size, starts_closed
 
 OUTPUT_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv")
 
@@ -63,17 +63,45 @@ def _unreadable(path: str, error) -> str:
         size, boxes = None, []
     if size == 0:
         return f"{path} is empty (0 bytes); give the video file itself"
-    if boxes and boxes[0] == b"ftyp" and b"mdat" in boxes and not {b"moov", b"meta"} & set(boxes):
-        # (a still image in the same family, HEIF or AVIF, has its index in a 'meta' box instead)
+    if boxes and boxes[0] == b"ftyp" and b"mdat" in boxes and b"moov" not in boxes and not _still_image(path):
         return (f"{path} is an unfinished MP4/MOV: it has no index ('moov' box), as when a recording stops "
                 "before it is closed; rebuild the index with a repair tool (untrunc, for one) and try again")
     return f"Cannot read {path} as a video ({error.strerror or error}); give an MP4, MOV, MKV or similar file"
 
 
-def _top_level_boxes(f, size: int, limit: int = 64) -> list[bytes]:
-    """The types of an ISO/QuickTime file's top-level boxes, in order ([] for any other file)."""
-    types, at = [], 0
-    while at + 8 <= size and len(types) < limit:
+STILL_BRANDS = {b"mif1", b"msf1", b"heic", b"heix", b"heim", b"heis", b"avif", b"avis", b"jpx ", b"jp2 "}
+
+
+def _still_image(path: str) -> bool:
+    """Whether an ISO file's 'ftyp' names a still-image brand (HEIF, AVIF, JPEG 2000), whose index
+    is a 'meta' box, not a recording's 'moov'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    size = int.from_bytes(head[:4], "big")
+    brands = [head[i:i + 4] for i in range(8, min(size, len(head)) - 3, 4) if i != 12]   # major, then compatible
+    return bool(STILL_BRANDS & set(brands))
+
+
+def _cut_short(path: str) -> bool:
+    """Whether an ISO/QuickTime file (MP4, MOV, fragmented MP4) ends inside its last box, as one
+    whose writing stopped does; False for any other file."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            return _top_level_boxes(f, size, limit=None, with_end=True)[1] > size
+    except (OSError, ValueError):
+        return False
+
+
+def _top_level_boxes(f, size: int, limit: int | None = 64, with_end: bool = False):
+    """The types of an ISO/QuickTime file's top-level boxes, in order ([] for any other file), the
+    first `limit` of them; with `with_end`, also where the last of them ends by its own length
+    (0 where the file is not made of boxes)."""
+    types, at, valid = [], 0, True
+    while at + 8 <= size and (limit is None or len(types) < limit):
         f.seek(at)
         head = f.read(16)
         length, kind = int.from_bytes(head[:4], "big"), head[4:8]
@@ -82,17 +110,22 @@ def _top_level_boxes(f, size: int, limit: int = 64) -> list[bytes]:
         elif length == 0:
             length = size - at
         if length < 8 or not kind.isalnum():
+            valid = False
             break
         types.append(kind)
         at += length
+    if with_end:
+        return types, at if valid and types else 0
     return types
 
 
 @dataclass
 class FrameIndex:
-    """Presentation timestamps of every frame, in order, and which of them are keyframes."""
+    """Presentation timestamps of every frame, in order, and which of them are keyframes;
+    `truncated`: the file lost packets at its end (see _index_frames)."""
     pts: list[int]
     keyframe_pts: list[int]
+    truncated: bool = False
 
     def position(self, pts: int) -> int | None:
         k = bisect.bisect_left(self.pts, pts)
@@ -105,11 +138,16 @@ class FrameIndex:
 
 
 def _index_frames(container, stream) -> FrameIndex:
-    """The frames' timestamps, from the packets (nothing is decoded). A recording cut short (a
-    crash or a full disk while writing: fragmented MP4 and MKV are made to survive that) ends in a
-    packet the demuxer marks corrupt, its data missing: the video ends before the first frame such
-    a packet shows, so that every frame in the index can be decoded."""
-    pts, keys, cut = [], [], None
+    """The frames' timestamps, from the packets (nothing is decoded).
+
+    A recording cut short (a crash or a full disk while writing: fragmented MP4 and MKV are made to
+    survive that) loses its last packets, and the demuxer may return the one it was writing marked
+    corrupt. Such a packet counts as lost. Where packets are lost at the end, the video ends just
+    before the first frame that one of them would have shown (a gap among the last frames, of the
+    reordering depth plus two), so that every frame left can be decoded: a frame read before a
+    lost one but shown after it is dropped too. `FrameIndex.truncated` says that packets were lost
+    (a packet marked corrupt, or fewer than the container's header counts)."""
+    pts, keys, corrupt, count = [], [], False, 0
     for packet in container.demux(stream):
         if packet.size == 0 or packet.is_discard:
             continue  # flush packets, and frames an edit list cuts away
@@ -117,22 +155,32 @@ def _index_frames(container, stream) -> FrameIndex:
         if t is None:
             raise UserError("The video has no timestamps, so frames cannot be found exactly; "
                             "remux it first (ffmpeg -i IN -c copy OUT.mp4)")
+        count += 1
         if packet.is_corrupt:
-            cut = t if cut is None else min(cut, t)
-        elif cut is not None:
-            cut = None           # damage inside the file, not its end: decoding will say so there
+            corrupt = True
+            continue
         pts.append(t)
         if packet.is_keyframe:
             keys.append(t)
-    if cut is not None:
-        pts = [t for t in pts if t < cut]
-        keys = [t for t in keys if t < cut]
     pts.sort()
     keys.sort()
+    truncated = corrupt or 0 < (stream.frames or 0) and count < stream.frames or _cut_short(container.name)
+    if len(pts) > 2:
+        steps = np.diff(np.asarray(pts, dtype=np.int64))
+        typical = float(np.median(steps))
+        depth = int(stream.codec_context.has_b_frames or 0)
+        tail = min(len(steps), depth + 2)
+        holes = np.flatnonzero(steps[-tail:] > 1.5 * typical)
+        # A gap of a few frames (as lost reordered pictures leave) near the end is taken as lost
+        # packets; a longer one without other signs is a variable-rate recording's own pause.
+        if holes.size and (truncated or steps[-tail:][holes[0]] <= (depth + 1.5) * typical):
+            end = len(steps) - tail + int(holes[0]) + 1    # frames before the first gap
+            pts = pts[:end]
+            keys = [t for t in keys if t <= pts[-1]]
     if len(set(pts)) != len(pts):
         raise UserError("The video has repeated timestamps, so frames cannot be found exactly; "
                         "remux it first (ffmpeg -i IN -c copy OUT.mp4)")
-    return FrameIndex(pts, keys or pts[:1])
+    return FrameIndex(pts, keys or pts[:1], truncated)
 
 
 def picture_stream(container):
@@ -147,10 +195,12 @@ def _closed_keyframes(path: str, stream_index: int) -> list[int]:
     container = _open(path)
     try:
         stream = container.streams[stream_index]
+        codec = stream.codec_context.name
+        framing = length_size(stream.codec_context.extradata, codec)
         keys = []
         for packet in container.demux(stream):
             if packet.size and packet.is_keyframe and not packet.is_discard:
-                if starts_closed(bytes(packet), stream.codec_context.name):
+                if starts_closed(bytes(packet), codec, framing):
                     keys.append(packet.pts if packet.pts is not None else packet.dts)
         return sorted(keys)
     finally:
@@ -240,7 +290,13 @@ class VideoSource:
                                  and _times_out_of_order(path))
             if self.decode_order:
                 # Counting starts right only at a closed GOP's first picture, which is shown first.
-                self.index = FrameIndex(self.index.pts, _closed_keyframes(path, stream.index) or self.index.pts[:1])
+                # A file that lost its last packets may have lost pictures shown before ones it
+                # kept, and counting would shift those: its last (reordering depth + 1) are left out.
+                pts = self.index.pts
+                if self.index.truncated:
+                    pts = pts[:max(1, len(pts) - int(stream.codec_context.has_b_frames) - 1)]
+                keys = [t for t in _closed_keyframes(path, stream.index) if t <= pts[-1]]
+                self.index = FrameIndex(pts, keys or pts[:1], self.index.truncated)
             try:
                 self.rate, self.variable_rate = _nominal_rate(stream, self.index)
             except UserError:

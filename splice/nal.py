@@ -8,7 +8,9 @@ bytes (the avcC/hvcC record says how many), and Annex B, each preceded by a star
 from __future__ import annotations
 
 NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8            # H.264 nal_unit_type
-HEVC_IDR = (19, 20)                            # HEVC IDR_W_RADL, IDR_N_LP (no leading pictures before them)
+HEVC_IDR = (19, 20)                            # HEVC IDR_W_RADL, IDR_N_LP: nothing after them refers to
+                                               # anything before (IDR_W_RADL's leading pictures, shown
+                                               # before it, are decodable from it)
 
 
 def unescape(rbsp: bytes) -> bytes:
@@ -61,12 +63,20 @@ def nal_types(data: bytes, length_size: int) -> list[int]:
     return [unit[0] & 31 for unit in nal_units(data, length_size)]
 
 
-def starts_closed(data: bytes, codec: str) -> bool | None:
-    """Whether this keyframe packet is an IDR picture, after which nothing is shown that refers to
-    what came before it (an open GOP's recovery point is a keyframe too, but its leading pictures
-    are shown before it); None for a codec this module does not read. The framing is guessed: a
-    start code first means Annex B, else 4-byte lengths."""
-    framing = 0 if data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01") else 4
+def length_size(extradata: bytes | None, codec: str = "h264") -> int:
+    """The packets' framing from the stream's header: the NAL length size of an avcC (H.264) or
+    hvcC (HEVC) record, or 0 (Annex B) where the header is Annex B itself or absent."""
+    if not extradata or extradata.startswith(b"\x00\x00\x01") or extradata.startswith(b"\x00\x00\x00\x01"):
+        return 0
+    at = 21 if codec == "hevc" else 4          # lengthSizeMinusOne's byte in hvcC / avcC
+    return (extradata[at] & 3) + 1 if extradata[0] == 1 and len(extradata) > at else 4
+
+
+def starts_closed(data: bytes, codec: str, framing: int) -> bool | None:
+    """Whether this keyframe packet (`framing`: see length_size) is an IDR picture, after which
+    nothing is shown that refers to what came before it (an open GOP's recovery point is a
+    keyframe too, but its leading pictures are shown before it); None for a codec this module
+    does not read."""
     if codec == "h264":
         return NAL_IDR in nal_types(data, framing)
     if codec == "hevc":

@@ -205,6 +205,16 @@ def test_bad_cut_list_files(video_factory, run_cli, tmp_path, content, phrase):
     assert_refused(run_cli("--input", video_factory(), "--output", out, "--edit", cuts, *FAST), out, phrase)
 
 
+def test_a_cut_list_in_utf16_says_to_save_it_as_utf8(video_factory, run_cli, tmp_path):
+    """Windows PowerShell's `>` writes UTF-16."""
+    from test_errors import assert_refused
+    cuts = tmp_path / "cuts.txt"
+    cuts.write_bytes("0 100\r\n150 300\r\n".encode("utf-16"))
+    out = tmp_path / "o.mp4"
+    assert_refused(run_cli("--input", video_factory(), "--output", out, "--edit", cuts, *FAST), out,
+                   "cuts.txt is not UTF-8 text; save it as UTF-8")
+
+
 def test_bad_timeline_files(video_factory, run_cli, tmp_path):
     from test_errors import assert_refused
     out = tmp_path / "o.mp4"
