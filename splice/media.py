@@ -743,6 +743,9 @@ def write_error(e: OSError, target: Path, option: str = "--output") -> UserError
     return None
 
 
+TEMP_RANDOM_CHARS = 8   # what tempfile.mkstemp puts between its prefix and suffix
+
+
 @contextmanager
 def atomic_output(path: str, option: str = "--output"):
     """Yield a temporary path beside `path` (`.NAME.PID.XXXX.partial.EXT`); rename it over `path`
@@ -750,10 +753,18 @@ def atomic_output(path: str, option: str = "--output"):
     Running out of space or permission while writing becomes a UserError (naming `option`, the
     option that chose `path`); the temporary file never outlives the block."""
     target = Path(path)
-    remove_stale_partials(target.parent if str(target.parent) else ".")
+    folder = target.parent if str(target.parent) else Path(".")
+    remove_stale_partials(folder)
+    suffix, pid = f".partial{target.suffix}", f".{os.getpid()}."
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.{os.getpid()}.", suffix=f".partial{target.suffix}",
-                                   dir=target.parent if str(target.parent) else ".")
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    # The temporary name adds about 30 bytes to the stem: a name near the limit is shortened there.
+    room = max(1, name_max - 1 - len(pid) - TEMP_RANDOM_CHARS - len(suffix.encode()))
+    stem = target.stem.encode()[:room].decode(errors="ignore") or "clip"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}{pid}", suffix=suffix, dir=folder)
     except OSError as e:
         raise write_error(e, target, option) or UserError(f"Cannot create a file beside {target} ({e.strerror}); "
                                                             f"choose another {option}") from None

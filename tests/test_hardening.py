@@ -158,6 +158,16 @@ def test_a_reader_that_goes_away_stops_only_the_messages(video_factory, tmp_path
     assert len(codes) == 375 and codes[:3] == [0, 1, 2] and codes[-1] == 424
 
 
+def test_an_output_name_near_the_length_limit(video_factory, run_cli, tmp_path):
+    """The temporary file beside the output adds to its name; a name the file system takes (255
+    bytes, here 2-byte characters) is still written."""
+    out = tmp_path / ("é" * 124 + ".mp4")
+    assert len(out.name.encode()) == 252
+    r = run_cli("--input", video_factory(), "--output", out, *FAST, report=False)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size > 0 and not partials(tmp_path)
+
+
 def damaged_copy(src: Path, folder: Path) -> Path:
     """The video with 20 kB of noise written over the middle of the file."""
     data = bytearray(src.read_bytes())
