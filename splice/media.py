@@ -146,25 +146,34 @@ def _index_frames(container, stream) -> FrameIndex:
     before the first frame that one of them would have shown (a gap among the last frames, of the
     reordering depth plus two), so that every frame left can be decoded: a frame read before a
     lost one but shown after it is dropped too. `FrameIndex.truncated` says that packets were lost
-    (a packet marked corrupt, or fewer than the container's header counts)."""
-    pts, keys, corrupt, count = [], [], False, 0
+    (the last packets marked corrupt, fewer than the container's header counts, or an MP4 whose
+    last box runs past the end of the file)."""
+    pts, keys, corrupt, count = [], [], [], 0
     for packet in container.demux(stream):
+        if packet.size:
+            count += 1        # (as the container's header counts them: with those an edit list cuts away)
         if packet.size == 0 or packet.is_discard:
             continue  # flush packets, and frames an edit list cuts away
         t = packet.pts if packet.pts is not None else packet.dts
         if t is None:
             raise UserError("The video has no timestamps, so frames cannot be found exactly; "
                             "remux it first (ffmpeg -i IN -c copy OUT.mp4)")
-        count += 1
         if packet.is_corrupt:
-            corrupt = True
+            corrupt.append((t, packet.is_keyframe))
             continue
+        # Damage inside the file (a transport stream's reception errors) stays: the decoder
+        # conceals it, or says where it is.
+        for kept, key in corrupt:
+            pts.append(kept)
+            if key:
+                keys.append(kept)
+        corrupt = []
         pts.append(t)
         if packet.is_keyframe:
             keys.append(t)
     pts.sort()
     keys.sort()
-    truncated = corrupt or 0 < (stream.frames or 0) and count < stream.frames or _cut_short(container.name)
+    truncated = bool(corrupt) or 0 < (stream.frames or 0) and count < stream.frames or _cut_short(container.name)
     if len(pts) > 2:
         steps = np.diff(np.asarray(pts, dtype=np.int64))
         typical = float(np.median(steps))
