@@ -480,10 +480,15 @@ def check_outputs(source_path: str, output: str, report: str | None = None, save
     if report and os.path.abspath(report) == os.path.abspath(output):
         raise UserError(f"--report {report} is the output video; choose another report path")
     if save_generated:
-        try:
-            Path(save_generated).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"Cannot create the --save-generated folder {save_generated}: {e.strerror}") from None
+        # Checked, not made: the folder is made with the first still (render.GeneratedStills), so
+        # that a job that fails leaves no folder behind either.
+        folder = Path(save_generated)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--save-generated {save_generated} is a file, not a folder; choose another path")
+        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise UserError(f"Cannot create the --save-generated folder {save_generated} ({existing} is not a "
+                            "writable folder); choose another path")
 
 
 def guard_bridges(job: "SpliceJob | EditJob", hard_bridge: str = "warn", log=None) -> None:

@@ -114,19 +114,41 @@ class SoundReader:
 class GeneratedStills:
     """--save-generated: each generated frame as a lossless PNG named by its output index
     (000136.png), upright. Each is written beside its name (media.atomic_output) and all of them
-    are renamed into place when the `with` block ends without an error: a job that fails leaves none."""
+    are renamed into place when the `with` block ends without an error: a job that fails leaves
+    none, nor the folders it made for them."""
 
     def __init__(self, folder: str, rotation: int):
         self.folder, self.rotation = Path(folder), rotation
         self._pending = ExitStack()
+        self._made: list[Path] = []
 
     def __enter__(self) -> "GeneratedStills":
         return self
 
-    def __exit__(self, *exc) -> bool:
-        return self._pending.__exit__(*exc)
+    def __exit__(self, kind, error, trace) -> bool:
+        try:
+            return self._pending.__exit__(kind, error, trace)
+        finally:
+            if kind is None:
+                self._make_folder()       # (a job without bridges still leaves the folder it was given)
+            else:
+                for folder in self._made:     # deepest first; only if still empty
+                    try:
+                        folder.rmdir()
+                    except OSError:
+                        pass
+
+    def _make_folder(self) -> None:
+        if not self.folder.is_dir():
+            self._made = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise write_error(e, self.folder / "000000.png", "--save-generated") or UserError(
+                    f"Cannot create the --save-generated folder {self.folder} ({e.strerror}); choose another path") from None
 
     def __call__(self, index: int, rgb) -> None:
+        self._make_folder()
         target = self.folder / f"{index:06d}.png"
         tmp = self._pending.enter_context(atomic_output(str(target), "--save-generated"))
         ok, png = cv2.imencode(".png", cv2.cvtColor(upright(rgb, self.rotation), cv2.COLOR_RGB2BGR))

@@ -114,7 +114,8 @@ def test_full_disk_is_one_line(video_factory, run_cli, tmp_path):
 @pytest.mark.parametrize("full", ["output", "stills"])
 def test_generated_stills_only_with_the_clip(video_factory, run_cli, tmp_path, full):
     """--save-generated's PNGs are kept only when the whole job succeeds; a full disk under either
-    the clip or the stills is one line naming the option to change, and leaves neither."""
+    the clip or the stills is one line naming the option to change, and leaves neither, nor the
+    stills' folder the run made. A job that succeeds without bridges still leaves the folder."""
     small = tmp_path / "small"
     small.mkdir()
     if not _mount_tmpfs(small, "256k" if full == "output" else "48k"):
@@ -129,9 +130,31 @@ def test_generated_stills_only_with_the_clip(video_factory, run_cli, tmp_path, f
         option = "--output" if full == "output" else "--save-generated"
         assert len(lines) == 1 and lines[0].startswith("error: No space left on the device holding"), r.stderr
         assert lines[0].endswith(f"choose another {option}"), lines[0]
-        assert not out.exists() and list(stills.iterdir()) == [] and not partials(out.parent)
+        assert not out.exists() and not stills.exists() and not partials(out.parent)   # nor the folder it made
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_the_stills_folder_is_made_by_a_job_that_succeeds(video_factory, run_cli, tmp_path):
+    src = video_factory()
+    deep = tmp_path / "g1" / "deeper"
+    r = run_cli("--input", src, "--output", tmp_path / "a.mp4", "--save-generated", deep, "--interp-frames", 3,
+                *FAST, report=False)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.suffix for p in deep.iterdir()) == [".png"] * 3
+    plain = tmp_path / "g2"
+    r = run_cli("--input", src, "--output", tmp_path / "b.mp4", "--keep", "0-12s", "--save-generated", plain,
+                "--model", "flow", "--preset", "ultrafast", "--quiet", report=False)   # one range: no bridge
+    assert r.returncode == 0, r.stderr
+    assert plain.is_dir() and list(plain.iterdir()) == []
+    refused = tmp_path / "g3"
+    r = run_cli("--input", video_factory(frames=300), "--output", tmp_path / "c.mp4", "--save-generated", refused,
+                *FAST, report=False)                              # 12 s: too short
+    assert r.returncode == 2 and not refused.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    r = run_cli("--input", src, "--output", tmp_path / "d.mp4", "--save-generated", afile / "x", *FAST, report=False)
+    assert r.returncode == 2 and "--save-generated" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
