@@ -483,10 +483,15 @@ def check_outputs(source_path: str, output: str, report: str | None = None, save
         # Checked, not made: the folder is made with the first still (render.GeneratedStills), so
         # that a job that fails leaves no folder behind either.
         folder = Path(save_generated)
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"--save-generated {save_generated} is a file, not a folder; choose another path")
-        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        try:
+            if folder.exists() and not folder.is_dir():
+                raise UserError(f"--save-generated {save_generated} is a file, not a folder; choose another path")
+            existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+            writable = existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+        except OSError as e:       # a folder on the way that cannot be entered
+            raise UserError(f"Cannot use the --save-generated folder {save_generated} ({e.strerror}); "
+                            "choose another path") from None
+        if not writable:
             raise UserError(f"Cannot create the --save-generated folder {save_generated} ({existing} is not a "
                             "writable folder); choose another path")
 

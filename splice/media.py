@@ -85,15 +85,49 @@ def _still_image(path: str) -> bool:
     return bool(STILL_BRANDS & set(brands))
 
 
+def reorder_depth(stream) -> int:
+    """How many frames the stream's decoder may hold back to put them in display order."""
+    ctx = stream.codec_context
+    depth = getattr(ctx, "reorder_depth", None)
+    return int(depth) if isinstance(depth, int) and depth > 0 else 2 if ctx.has_b_frames else 0
+
+
+EBML, MATROSKA_SEGMENT = b"\x1a\x45\xdf\xa3", b"\x18\x53\x80\x67"
+
+
 def _cut_short(path: str) -> bool:
-    """Whether an ISO/QuickTime file (MP4, MOV, fragmented MP4) ends inside its last box, as one
-    whose writing stopped does; False for any other file."""
+    """Whether the file's own structure says that its writing stopped: an ISO/QuickTime file (MP4,
+    MOV, fragmented MP4) that ends inside its last box, or a Matroska/WebM file whose segment runs
+    past the end of the file or was never given its size (a writer that stops early leaves it
+    open; live WebM recorders write it so too). False for any other file."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
+            head = f.read(64)
+            if head.startswith(EBML):
+                return _matroska_cut_short(head, size)
             return _top_level_boxes(f, size, limit=None, with_end=True)[1] > size
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return False
+
+
+def _vint(data: bytes, at: int) -> tuple[int, int, bool]:
+    """An EBML variable-size integer at `at`: (value, bytes it takes, all its value bits set)."""
+    first = data[at]
+    length = 9 - first.bit_length() if first else 9
+    value = first & (0xFF >> length)
+    for b in data[at + 1:at + length]:
+        value = value << 8 | b
+    return value, length, value == (1 << 7 * length) - 1
+
+
+def _matroska_cut_short(head: bytes, size: int) -> bool:
+    header, n, _ = _vint(head, 4)
+    at = 4 + n + header
+    if head[at:at + 4] != MATROSKA_SEGMENT:
+        return False
+    segment, n, unknown = _vint(head, at + 4)
+    return unknown or at + 4 + n + segment > size
 
 
 def _top_level_boxes(f, size: int, limit: int | None = 64, with_end: bool = False):
@@ -145,13 +179,12 @@ def _index_frames(container, stream) -> FrameIndex:
     corrupt. Such a packet counts as lost. Where packets are lost at the end, the video ends just
     before the first frame that one of them would have shown (a gap among the last frames, of the
     reordering depth plus two), so that every frame left can be decoded: a frame read before a
-    lost one but shown after it is dropped too. `FrameIndex.truncated` says that packets were lost
-    (the last packets marked corrupt, fewer than the container's header counts, or an MP4 whose
-    last box runs past the end of the file)."""
-    pts, keys, corrupt, count = [], [], [], 0
+    lost one but shown after it is dropped too. `FrameIndex.truncated` says that packets were lost:
+    the last packets are marked corrupt, or the file's own structure says it ends early (see
+    _cut_short). Nothing is cut without one of those signs: a gap at the end of a finished file is
+    the recording's own."""
+    pts, keys, corrupt = [], [], []
     for packet in container.demux(stream):
-        if packet.size:
-            count += 1        # (as the container's header counts them: with those an edit list cuts away)
         if packet.size == 0 or packet.is_discard:
             continue  # flush packets, and frames an edit list cuts away
         t = packet.pts if packet.pts is not None else packet.dts
@@ -173,16 +206,13 @@ def _index_frames(container, stream) -> FrameIndex:
             keys.append(t)
     pts.sort()
     keys.sort()
-    truncated = bool(corrupt) or 0 < (stream.frames or 0) and count < stream.frames or _cut_short(container.name)
-    if len(pts) > 2:
+    truncated = bool(corrupt) or _cut_short(container.name)
+    if truncated and len(pts) > 2:
         steps = np.diff(np.asarray(pts, dtype=np.int64))
         typical = float(np.median(steps))
-        depth = int(stream.codec_context.has_b_frames or 0)
-        tail = min(len(steps), depth + 2)
+        tail = min(len(steps), reorder_depth(stream) + 2)
         holes = np.flatnonzero(steps[-tail:] > 1.5 * typical)
-        # A gap of a few frames (as lost reordered pictures leave) near the end is taken as lost
-        # packets; a longer one without other signs is a variable-rate recording's own pause.
-        if holes.size and (truncated or steps[-tail:][holes[0]] <= (depth + 1.5) * typical):
+        if holes.size:
             end = len(steps) - tail + int(holes[0]) + 1    # frames before the first gap
             pts = pts[:end]
             keys = [t for t in keys if t <= pts[-1]]
@@ -303,7 +333,7 @@ class VideoSource:
                 # kept, and counting would shift those: its last (reordering depth + 1) are left out.
                 pts = self.index.pts
                 if self.index.truncated:
-                    pts = pts[:max(1, len(pts) - int(stream.codec_context.has_b_frames) - 1)]
+                    pts = pts[:max(1, len(pts) - reorder_depth(stream) - 1)]
                 keys = [t for t in _closed_keyframes(path, stream.index) if t <= pts[-1]]
                 self.index = FrameIndex(pts, keys or pts[:1], self.index.truncated)
             try:
@@ -755,6 +785,16 @@ def write_error(e: OSError, target: Path, option: str = "--output") -> UserError
 TEMP_RANDOM_CHARS = 8   # what tempfile.mkstemp puts between its prefix and suffix
 
 
+def _clip_name(name: str, limit: int) -> str:
+    """`name` cut to at most `limit` bytes as the file system stores it, never inside a UTF-8
+    character (names that are not UTF-8 are cut as the bytes they are)."""
+    raw = os.fsencode(name)
+    cut = len(raw) if len(raw) <= limit else limit
+    while 0 < cut < len(raw) and raw[cut] & 0xC0 == 0x80:     # a continuation byte: mid-character
+        cut -= 1
+    return os.fsdecode(raw[:cut])
+
+
 @contextmanager
 def atomic_output(path: str, option: str = "--output"):
     """Yield a temporary path beside `path` (`.NAME.PID.XXXX.partial.EXT`); rename it over `path`
@@ -771,7 +811,7 @@ def atomic_output(path: str, option: str = "--output"):
         name_max = 255
     # The temporary name adds about 30 bytes to the stem: a name near the limit is shortened there.
     room = max(1, name_max - 1 - len(pid) - TEMP_RANDOM_CHARS - len(suffix.encode()))
-    stem = target.stem.encode()[:room].decode(errors="ignore") or "clip"
+    stem = _clip_name(target.stem, room) or "clip"
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{stem}{pid}", suffix=suffix, dir=folder)
     except OSError as e:

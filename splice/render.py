@@ -6,6 +6,7 @@ at once.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import ExitStack
@@ -140,9 +141,15 @@ class GeneratedStills:
 
     def _make_folder(self) -> None:
         if not self.folder.is_dir():
-            self._made = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
             try:
-                self.folder.mkdir(parents=True, exist_ok=True)
+                # one level at a time, top down, keeping only what this call made (a path such as
+                # new/../old names folders that exist through ones that do not)
+                for level in (*reversed(self.folder.parents), self.folder):
+                    try:
+                        os.mkdir(level)
+                    except FileExistsError:
+                        continue
+                    self._made.insert(0, level)
             except OSError as e:
                 raise write_error(e, self.folder / "000000.png", "--save-generated") or UserError(
                     f"Cannot create the --save-generated folder {self.folder} ({e.strerror}); choose another path") from None

@@ -157,6 +157,48 @@ def test_the_stills_folder_is_made_by_a_job_that_succeeds(video_factory, run_cli
     assert r.returncode == 2 and "--save-generated" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_a_failed_job_removes_only_the_stills_folders_it_made(tmp_path):
+    from splice.render import GeneratedStills
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    folder = tmp_path / "new" / ".." / "keep" / "stills"      # through a folder that exists
+    with pytest.raises(RuntimeError):
+        with GeneratedStills(str(folder), 0) as stills:
+            stills(7, np.zeros((8, 8, 3), np.uint8))
+            assert folder.is_dir() and not (folder / "000007.png").exists()    # not until the job is done
+            raise RuntimeError("the job failed")
+    assert keep.is_dir() and list(keep.iterdir()) == [] and not (tmp_path / "new").exists()
+    with GeneratedStills(str(folder), 0) as stills:
+        stills(7, np.full((8, 8, 3), 200, np.uint8))
+    assert sorted(p.name for p in folder.iterdir()) == ["000007.png"]
+
+
+def test_a_name_that_is_not_utf8_near_the_length_limit(tmp_path):
+    name = os.fsdecode(b"\xe9" * 250 + b".mp4")                 # Latin-1 bytes, as old file systems hold
+    target = tmp_path / name
+    with atomic_output(str(target)) as tmp:
+        Path(tmp).write_bytes(b"clip")
+    assert target.read_bytes() == b"clip" and not partials(tmp_path)
+
+
+def test_a_finished_file_keeps_a_gap_at_its_end(tmp_path):
+    """A variable-rate recording's own pause near its end is not taken for lost packets."""
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 160, 120, "yuv420p"
+        v.options = {"preset": "ultrafast", "bf": "2"}
+        for k, t in enumerate([*range(58), 59, 60]):              # one frame's time skipped, two frames from the end
+            f = av.VideoFrame.from_ndarray(code_frame(k, 160, 120), format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 25)
+            for packet in v.encode(f):
+                out.mux(packet)
+        for packet in v.encode():
+            out.mux(packet)
+    src = VideoSource(str(path))
+    assert src.frames_in_file == 60 and not src.index.truncated
+
+
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 @pytest.mark.parametrize("ending", ["done", "refused"])
 def test_a_reader_that_goes_away_stops_only_the_messages(video_factory, tmp_path, stream, ending):
