@@ -28,9 +28,9 @@ import av
 import av.bitstream
 import numpy as np
 
-from .nal import NAL_IDR, NAL_PPS, NAL_SPS, annexb_units, nal_types, read_ue, unescape
 from .errors import UserError
 from .media import ClipWriter, SoundEncoder, VideoSource, _open, usable_cores
+from .nal import NAL_IDR, NAL_PPS, NAL_SPS, annexb_units, length_size, nal_types, read_ue, unescape
 from .plan import Bridge, Span
 
 COPY_MODES = ("auto", "on", "off")
@@ -55,7 +55,7 @@ class AvcConfig:
 
     @staticmethod
     def parse(extradata: bytes | None) -> "AvcConfig | None":
-        if extradata and (extradata.startswith(b"\x00\x00\x01") or extradata.startswith(b"\x00\x00\x00\x01")):
+        if extradata and length_size(extradata) == 0:
             return AvcConfig.parse_annexb(extradata)
         if not extradata or len(extradata) < 7 or extradata[0] != 1:
             return None

@@ -181,20 +181,28 @@ def test_a_name_that_is_not_utf8_near_the_length_limit(tmp_path):
     assert target.read_bytes() == b"clip" and not partials(tmp_path)
 
 
-def test_a_finished_file_keeps_a_gap_at_its_end(tmp_path):
-    """A variable-rate recording's own pause near its end is not taken for lost packets."""
-    path = tmp_path / "vfr.mp4"
+def encode_coded(path: Path, times, size: tuple[int, int], options: dict) -> Path:
+    """H.264 of frames that carry their own index (frame k shown at times[k] / 25 s), with the
+    given libx264 options; no sound."""
+    width, height = size
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 160, 120, "yuv420p"
-        v.options = {"preset": "ultrafast", "bf": "2"}
-        for k, t in enumerate([*range(58), 59, 60]):              # one frame's time skipped, two frames from the end
-            f = av.VideoFrame.from_ndarray(code_frame(k, 160, 120), format="rgb24")
+        v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+        v.options = options
+        for k, t in enumerate(times):
+            f = av.VideoFrame.from_ndarray(code_frame(k, width, height), format="rgb24")
             f.pts, f.time_base = t, Fraction(1, 25)
             for packet in v.encode(f):
                 out.mux(packet)
         for packet in v.encode():
             out.mux(packet)
+    return path
+
+
+def test_a_finished_file_keeps_a_gap_at_its_end(tmp_path):
+    """A variable-rate recording's own pause near its end is not taken for lost packets."""
+    # one frame's time skipped, two frames from the end
+    path = encode_coded(tmp_path / "vfr.mp4", [*range(58), 59, 60], (160, 120), {"preset": "ultrafast", "bf": "2"})
     src = VideoSource(str(path))
     assert src.frames_in_file == 60 and not src.index.truncated
 
@@ -294,16 +302,8 @@ def test_what_the_clip_does_not_keep_is_noted(video_factory, tmp_path):
             c.mux(packet)
     notes = VideoSource(str(clear)).notes()
     assert len(notes) == 2 and notes[1] == "the source has transparency (argb); the clip is opaque", notes
-    woven = tmp_path / "interlaced.mkv"
-    with av.open(str(woven), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.options = {"x264-params": "interlaced=1:tff=1", "preset": "ultrafast"}
-        for k in range(10):
-            for packet in s.encode(av.VideoFrame.from_ndarray(code_frame(k, 64, 48), format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    woven = encode_coded(tmp_path / "interlaced.mkv", range(10), (64, 48),
+                         {"x264-params": "interlaced=1:tff=1", "preset": "ultrafast"})
     notes = VideoSource(str(woven)).notes()
     assert len(notes) == 1 and notes[0].startswith("the source is interlaced;"), notes
 
@@ -314,19 +314,8 @@ def test_avi_with_b_frames_is_frame_exact(tmp_path, gop):
     out of order. Frames are then counted from an IDR picture decoding starts at (an open GOP's
     recovery point would count its leading pictures wrong), and never copied."""
     from splice.smartcopy import PacketIndex, copy_blocker
-    path = tmp_path / "b.avi"
-    with av.open(str(path), "w") as out:
-        v = out.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
-        v.options = {"crf": "12", "preset": "veryfast",
-                     "x264-params": f"keyint=30:bframes=2:scenecut=0:open-gop={int(gop == 'open')}"}
-        for k in range(200):
-            f = av.VideoFrame.from_ndarray(code_frame(k, 320, 240), format="rgb24")
-            f.pts, f.time_base = k, Fraction(1, 25)
-            for packet in v.encode(f):
-                out.mux(packet)
-        for packet in v.encode():
-            out.mux(packet)
+    path = encode_coded(tmp_path / "b.avi", range(200), (320, 240), {
+        "crf": "12", "preset": "veryfast", "x264-params": f"keyint=30:bframes=2:scenecut=0:open-gop={int(gop == 'open')}"})
     with av.open(str(path)) as c:
         times = [f.pts for f in c.decode(c.streams.video[0])]
     assert times != sorted(times)                         # what the file gives
